@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# The local test engine: one script used by the README's commands, the tests and CI.
+#
+#   scripts/engine.sh toolchain   Debian packages + the pinned Python toolchain in .venv
+#   scripts/engine.sh docker      a Docker Engine that answers (installs/starts dockerd)
+#   scripts/engine.sh images      test-host images and the slim base image, from Debian
+#   scripts/engine.sh all         all three, in that order
+#
+# No image registry is reachable here: every image is built from Debian's packages with
+# mmdebstrap and `docker import`. Images already present with the same recipe are reused.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+VENV=${MLOPS_VENV:-$ROOT/.venv}
+MIRROR=${MLOPS_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+
+# Debian packages the tooling needs on the machine running the tests.
+HOST_PACKAGES=(docker.io mmdebstrap python3-venv prometheus nginx-light chromium wrk
+  iproute2 openssh-client)
+
+# Test hosts: systemd, python3 for Ansible, python3-apt for apt's check mode, sshd for the
+# hardening checks. Base image: the smallest Debian 13 the service images start from.
+TESTHOST_PACKAGES=systemd,systemd-sysv,dbus,python3,python3-apt,sudo,openssh-server,iproute2,procps,ca-certificates,gnupg,curl,apt-transport-https
+BASE_PACKAGES=ca-certificates
+
+step_started=0
+step() { step_started=$(date +%s); printf '==> %s\n' "$*"; }
+done_step() { printf '    done in %ss\n' "$(($(date +%s) - step_started))"; }
+
+apt_install() {
+  local missing=()
+  for p in "$@"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p"); done
+  if ((${#missing[@]})); then
+    echo "    installing: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    # policy-rc.d keeps apt from starting nginx/prometheus daemons on the machine itself.
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    rm -f /usr/sbin/policy-rc.d
+  fi
+}
+
+cmd_toolchain() {
+  step "Debian packages for the toolchain"
+  apt_install "${HOST_PACKAGES[@]}"
+  done_step
+  step "Python toolchain in $VENV (requirements.txt)"
+  [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --disable-pip-version-check -r "$ROOT/requirements.txt"
+  # Collections come with the pinned ansible package; this confirms the ranges offline.
+  (cd "$ROOT" && "$VENV/bin/ansible-galaxy" collection install -r requirements.yml -p collections >/dev/null)
+  done_step
+}
+
+engine_answers() { docker version --format '{{.Server.Version}}' >/dev/null 2>&1; }
+
+cmd_docker() {
+  step "Docker Engine"
+  if ! engine_answers; then
+    command -v dockerd >/dev/null || apt_install docker.io
+    if [ -d /run/systemd/system ]; then
+      systemctl start docker
+    else
+      nohup dockerd >/var/log/mlops-dockerd.log 2>&1 &
+    fi
+    for _ in $(seq 1 60); do engine_answers && break; sleep 1; done
+    engine_answers || { echo "dockerd did not answer; see /var/log/mlops-dockerd.log" >&2; exit 1; }
+  fi
+  echo "    engine $(docker version --format '{{.Server.Version}}') answers"
+  done_step
+}
+
+# build_rootfs IMAGE SUITE PACKAGES CMD: mmdebstrap a root filesystem and import it.
+# The recipe's hash is stored as a label so a changed package list rebuilds the image.
+build_rootfs() {
+  local image=$1 suite=$2 packages=$3 cmd=$4
+  local recipe; recipe=$(printf '%s|%s|%s|%s' "$suite" "$packages" "$cmd" "$MIRROR" | sha256sum | cut -c1-16)
+  step "image $image (Debian $suite)"
+  if [ "$(docker image inspect -f '{{index .Config.Labels "mlops.recipe"}}' "$image" 2>/dev/null)" = "$recipe" ]; then
+    echo "    reused (recipe $recipe)"
+  else
+    mmdebstrap --quiet --variant=minbase --include="$packages" \
+      --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*.bin' \
+      "$suite" - "$MIRROR" |
+      docker import --change "LABEL mlops.recipe=$recipe" --change "CMD $cmd" - "$image" >/dev/null
+    echo "    built $(docker image inspect -f '{{.Size}}' "$image" | numfmt --to=iec)"
+  fi
+  done_step
+}
+
+cmd_images() {
+  cmd_docker
+  build_rootfs mlops-test/debian-systemd:13 trixie "$TESTHOST_PACKAGES" '["/lib/systemd/systemd"]'
+  build_rootfs mlops-test/debian-systemd:12 bookworm "$TESTHOST_PACKAGES" '["/lib/systemd/systemd"]'
+  build_rootfs mlops/debian-base:13 trixie "$BASE_PACKAGES" '["/bin/bash"]'
+}
+
+case "${1:-all}" in
+  toolchain) cmd_toolchain ;;
+  docker) cmd_docker ;;
+  images) cmd_images ;;
+  all) t0=$(date +%s); cmd_toolchain; cmd_images; echo "engine ready in $(($(date +%s) - t0))s" ;;
+  *) echo "usage: $0 {toolchain|docker|images|all}" >&2; exit 2 ;;
+esac
