@@ -12,6 +12,9 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV=${MLOPS_VENV:-$ROOT/.venv}
+# checkov pins libraries that clash with ansible-lint's: it gets a venv of its own.
+CHECKOV_VENV=${MLOPS_CHECKOV_VENV:-$ROOT/.venv-checkov}
+CHECKOV_VERSION=3.3.30
 MIRROR=${MLOPS_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 
 # Debian packages the tooling needs on the machine running the tests.
@@ -47,9 +50,13 @@ cmd_toolchain() {
   done_step
   step "Python toolchain in $VENV (requirements.txt)"
   [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q --disable-pip-version-check -r "$ROOT/requirements.txt"
+  "$VENV/bin/pip" install -q --disable-pip-version-check -r "$ROOT/requirements.txt" 2> >(grep -v "is ignored: it is neither" >&2)
   # Collections come with the pinned ansible package; this confirms the ranges offline.
   (cd "$ROOT" && "$VENV/bin/ansible-galaxy" collection install -r requirements.yml -p collections >/dev/null)
+  done_step
+  step "checkov $CHECKOV_VERSION in $CHECKOV_VENV"
+  [ -x "$CHECKOV_VENV/bin/python" ] || python3 -m venv "$CHECKOV_VENV"
+  "$CHECKOV_VENV/bin/pip" install -q --disable-pip-version-check "checkov==$CHECKOV_VERSION" 2> >(grep -v "is ignored: it is neither" >&2)
   done_step
 }
 
