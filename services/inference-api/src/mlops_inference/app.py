@@ -1,0 +1,392 @@
+"""The FastAPI application: health, readiness, model description, prediction, metrics.
+
+`/predict` reads and validates its body itself rather than through FastAPI's body
+parameter: that keeps full control of the status codes (400 malformed JSON, 413 too
+large, 415 wrong content type, 422 invalid field) and of the messages, which always name
+the field at fault, and it keeps the single-record path short. The OpenAPI document still
+describes the body (see `_openapi`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import ValidationError
+
+from . import __version__
+from .model import Model, ModelError, load_model
+from .observability import Metrics, ObservabilityMiddleware
+from .schemas import (
+    FEATURES,
+    BatchPrediction,
+    BatchRequest,
+    ErrorResponse,
+    PatientFeatures,
+    SinglePrediction,
+)
+from .settings import Settings
+
+log = logging.getLogger("mlops_inference")
+MAX_ERRORS = 20  # errors listed per response; the count says how many there were in all
+
+
+def _field(loc: tuple[str | int, ...]) -> str:
+    """('records', 3, 'mean_radius') -> 'records[3].mean_radius'."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "body"
+
+
+def _error(status: int, field: str, kind: str, msg: str, loc: list[str | int] | None = None) -> JSONResponse:
+    item = {"field": field, "loc": loc if loc is not None else ["body"], "type": kind, "msg": f"{field}: {msg}"}
+    return JSONResponse({"detail": [item]}, status_code=status)
+
+
+def _validation_error(exc: ValidationError) -> JSONResponse:
+    errors = exc.errors(include_url=False)
+    detail = []
+    for e in errors[:MAX_ERRORS]:
+        loc = tuple(e["loc"])
+        field = _field(loc)
+        detail.append({"field": field, "loc": ["body", *loc], "type": e["type"], "msg": f"{field}: {e['msg']}"})
+    body: dict[str, Any] = {"detail": detail}
+    if len(errors) > MAX_ERRORS:
+        body["errors_total"] = len(errors)
+    return JSONResponse(body, status_code=422)
+
+
+def _is_json(content_type: str | None) -> bool:
+    if not content_type:
+        return False
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
+class Service:
+    """State shared by the handlers: settings, metrics and the model (None when not ready)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self.model: Model | None = None
+        self.model_error: str | None = None
+        self.model_json: dict[str, Any] = {}
+        self.load()
+
+    def load(self) -> None:
+        s = self.settings
+        try:
+            model = load_model(s.model_dir, s.model_name, s.model_version, FEATURES, s.model_sha256)
+        except ModelError as exc:
+            self.model, self.model_error = None, str(exc)
+            self.metrics.model_ready.set(0)
+            log.error("model refused", extra={"fields": {"event": "model_refused", "reason": str(exc)}})
+            return
+        self.model, self.model_error = model, None
+        self.model_json = self._describe(model)
+        self.metrics.model_info.info({"name": model.name, "version": model.version, "sha256": model.sha256})
+        self.metrics.model_ready.set(1)
+        log.info(
+            "model loaded",
+            extra={
+                "fields": {
+                    "event": "model_loaded",
+                    "model": model.name,
+                    "version": model.version,
+                    "sha256": model.sha256,
+                }
+            },
+        )
+
+    def _describe(self, model: Model) -> dict[str, Any]:
+        d = model.description
+        return {
+            "name": model.name,
+            "version": model.version,
+            "sha256": model.sha256,
+            "task": d.get("task"),
+            "classes": list(model.classes),
+            "decision_threshold": model.threshold,
+            "metrics": d.get("metrics", {}),
+            "training": d.get("training", {}),
+            "input_domain": d.get("input_domain", {}),
+            "max_batch_rows": self.settings.max_batch_rows,
+            "features": [
+                {
+                    key: f.get(key)
+                    for key in (
+                        "name",
+                        "label",
+                        "observed_min",
+                        "observed_max",
+                        "mean",
+                        "median",
+                        "accepted_min",
+                        "accepted_max",
+                    )
+                }
+                for f in d.get("features", [])
+            ],
+        }
+
+    def classify(
+        self, rows: list[tuple[float, ...]], record_locs: list[tuple[str | int, ...]]
+    ) -> JSONResponse | list[dict[str, Any]]:
+        """Predict every row, or refuse them all (422) when one lies outside the accepted domain."""
+        model = self.model
+        assert model is not None
+        x = np.asarray(rows, dtype=np.float64)
+        refused = (x < model.accepted_min) | (x > model.accepted_max)
+        if refused.any():
+            self.metrics.invalid.labels("out_of_range").inc()
+            cells = np.argwhere(refused)
+            detail = []
+            for r, c in cells[:MAX_ERRORS]:
+                loc = (*record_locs[r], model.features[c])
+                field = _field(loc)
+                detail.append(
+                    {
+                        "field": field,
+                        "loc": ["body", *loc],
+                        "type": "out_of_range",
+                        "msg": (
+                            f"{field}: {x[r, c]:g} is outside the accepted range "
+                            f"{model.accepted_min[c]:g}..{model.accepted_max[c]:g} "
+                            f"(observed in training: {model.observed_min[c]:g}..{model.observed_max[c]:g})"
+                        ),
+                    }
+                )
+            body: dict[str, Any] = {"detail": detail}
+            if len(cells) > MAX_ERRORS:
+                body["errors_total"] = len(cells)
+            return JSONResponse(body, status_code=422)
+
+        benign = model.predict_proba(x)
+        is_benign = benign >= model.threshold
+        unusual = (x < model.observed_min) | (x > model.observed_max)
+        warn_rows = set(np.flatnonzero(unusual.any(axis=1)).tolist())
+        n_benign = int(np.count_nonzero(is_benign))
+        m = self.metrics
+        if n_benign:
+            m.predictions.labels(model.version, "benign").inc(n_benign)
+        if len(rows) - n_benign:
+            m.predictions.labels(model.version, "malignant").inc(len(rows) - n_benign)
+        m.batch_rows.observe(len(rows))
+        out = []
+        for i, (p, b) in enumerate(zip(benign.tolist(), is_benign.tolist(), strict=True)):
+            warnings = (
+                [f"{model.features[c]}: outside the range observed in training" for c in np.flatnonzero(unusual[i])]
+                if i in warn_rows
+                else []
+            )
+            out.append(
+                {
+                    "prediction": "benign" if b else "malignant",
+                    "probability": p if b else 1.0 - p,
+                    "probabilities": {"malignant": 1.0 - p, "benign": p},
+                    "warnings": warnings,
+                }
+            )
+        return out
+
+
+async def _read_body(request: Request, limit: int) -> bytes | None:
+    """The body, or None when it exceeds `limit` bytes (read no further than that)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        return None
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings.from_env()
+    service = Service(settings)
+    metrics = service.metrics
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        log.info(
+            "started", extra={"fields": {"event": "started", "port": settings.port, "ready": service.model is not None}}
+        )
+        yield
+        log.info("shutting down: in-flight requests finished", extra={"fields": {"event": "stopped"}})
+
+    app = FastAPI(
+        title="mlops inference API",
+        version=__version__,
+        description=(
+            "Classifies a breast mass as malignant or benign from the thirty measurements of a fine "
+            "needle aspirate (Wisconsin Diagnostic Breast Cancer features). Decision support only."
+        ),
+        lifespan=lifespan,
+    )
+    app.state.service = service
+
+    @app.get("/health", tags=["probes"], summary="Liveness: the process answers")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get(
+        "/ready",
+        tags=["probes"],
+        summary="Readiness: the model is loaded and its checksum verified",
+        responses={503: {"description": "model not loaded, with the reason"}},
+    )
+    async def ready() -> JSONResponse:
+        model = service.model
+        if model is None:
+            return JSONResponse({"status": "not ready", "reason": service.model_error}, status_code=503)
+        return JSONResponse(
+            {"status": "ready", "model": {"name": model.name, "version": model.version, "sha256": model.sha256}}
+        )
+
+    @app.get(
+        "/model",
+        tags=["model"],
+        summary="The served model: identity, checksum, training metrics, features and their ranges",
+        responses={503: {"description": "model not loaded"}},
+    )
+    async def model_info() -> JSONResponse:
+        if service.model is None:
+            return JSONResponse({"status": "not ready", "reason": service.model_error}, status_code=503)
+        return JSONResponse(service.model_json)
+
+    @app.post(
+        "/predict",
+        tags=["model"],
+        summary='Classify one record, or a batch {"records": [...]}',
+        responses={
+            200: {"model": SinglePrediction, "description": "one record: SinglePrediction; a batch: BatchPrediction"},
+            400: {"model": ErrorResponse, "description": "malformed JSON"},
+            413: {"model": ErrorResponse, "description": "body or batch too large"},
+            415: {"model": ErrorResponse, "description": "content type is not application/json"},
+            422: {"model": ErrorResponse, "description": "a field is missing, mistyped, not finite or out of range"},
+            503: {"description": "model not loaded"},
+        },
+    )
+    async def predict(request: Request) -> Response:
+        model = service.model
+        if model is None:
+            return JSONResponse({"status": "not ready", "reason": service.model_error}, status_code=503)
+        if not _is_json(request.headers.get("content-type")):
+            metrics.invalid.labels("content_type").inc()
+            return _error(
+                415, "content-type", "unsupported_media_type", "must be application/json", ["header", "content-type"]
+            )
+        raw = await _read_body(request, settings.max_body_bytes)
+        if raw is None:
+            metrics.invalid.labels("too_large").inc()
+            return _error(413, "body", "too_large", f"exceeds {settings.max_body_bytes} bytes")
+        try:
+            payload = json.loads(raw)
+        except ValueError as exc:
+            metrics.invalid.labels("malformed_json").inc()
+            return _error(400, "body", "json_invalid", f"malformed JSON: {exc}")
+        if not isinstance(payload, dict):
+            metrics.invalid.labels("validation").inc()
+            return _error(
+                422, "body", "object_type", 'must be a JSON object: one record, or {"records": [record, ...]}'
+            )
+        if "records" in payload:
+            records = payload["records"]
+            if isinstance(records, list):
+                if not records:
+                    metrics.invalid.labels("empty_batch").inc()
+                    return _error(422, "records", "too_short", "a batch holds at least 1 record", ["body", "records"])
+                if len(records) > settings.max_batch_rows:
+                    metrics.invalid.labels("too_large").inc()
+                    return _error(
+                        413,
+                        "records",
+                        "too_long",
+                        f"a batch holds at most {settings.max_batch_rows} records, got {len(records)}",
+                        ["body", "records"],
+                    )
+            try:
+                batch = BatchRequest.model_validate(payload)
+            except ValidationError as exc:
+                metrics.invalid.labels("validation").inc()
+                return _validation_error(exc)
+            rows = [r.__dict__ for r in batch.records]
+            locs: list[tuple[str | int, ...]] = [("records", i) for i in range(len(rows))]
+        else:
+            try:
+                record = PatientFeatures.model_validate(payload)
+            except ValidationError as exc:
+                metrics.invalid.labels("validation").inc()
+                return _validation_error(exc)
+            rows, locs = [record.__dict__], [()]
+        result = service.classify([tuple(r[f] for f in FEATURES) for r in rows], locs)
+        if isinstance(result, JSONResponse):
+            return result
+        ref = {"name": model.name, "version": model.version}
+        headers = {"x-model-version": model.version}
+        if locs[0] == ():
+            return JSONResponse({**result[0], "model": ref}, headers=headers)
+        return JSONResponse({"model": ref, "predictions": result}, headers=headers)
+
+    @app.get("/metrics", tags=["probes"], summary="Prometheus exposition", response_class=Response)
+    async def prometheus_metrics() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    if settings.benchmark_endpoint:
+        # Internal benchmark baseline (ENABLE_BENCHMARK_ENDPOINT=1): the same server, middleware
+        # and response class as /predict, with no work. The POST variant reads the body.
+        constant = {"status": "ok", "constant": True}
+
+        @app.get("/benchmark/constant", include_in_schema=False)
+        async def constant_get() -> JSONResponse:
+            return JSONResponse(constant)
+
+        @app.post("/benchmark/constant", include_in_schema=False)
+        async def constant_post(request: Request) -> JSONResponse:
+            await request.body()
+            return JSONResponse(constant)
+
+    def _openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for model_cls in (PatientFeatures, BatchRequest, BatchPrediction):
+            js = model_cls.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.update(js.pop("$defs", {}))
+            components[model_cls.__name__] = js
+        schema["paths"]["/predict"]["post"]["requestBody"] = {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "oneOf": [
+                            {"$ref": "#/components/schemas/PatientFeatures"},
+                            {"$ref": "#/components/schemas/BatchRequest"},
+                        ]
+                    }
+                }
+            },
+        }
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = _openapi  # type: ignore[method-assign]
+    routes = [getattr(r, "path", "") for r in app.routes]
+    app.add_middleware(ObservabilityMiddleware, metrics=metrics, routes=routes)
+    return app

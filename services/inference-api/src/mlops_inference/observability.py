@@ -1,0 +1,177 @@
+"""Structured logs, Prometheus metrics and the ASGI middleware that records both.
+
+One JSON line per request (no request body, no feature values: the inputs are patient
+data and stay out of logs). Metrics live in a registry of their own per app, so tests can
+build several apps in one process.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import time
+import uuid
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, disable_created_metrics
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+# Requests to /api/... are answered as if the prefix were absent, so the API works behind
+# the frontend's /api/ proxy and behind an Ingress rule /api alike, with or without a
+# rewrite. The prefix becomes the ASGI root_path, so /docs finds its openapi.json.
+API_PREFIX = "/api"
+access_log = logging.getLogger("mlops_inference.access")
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        payload: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            payload.update(fields)
+        if record.exc_info:
+            payload["exc"] = self.formatException(record.exc_info)
+        return json.dumps(payload, separators=(",", ":"), default=str)
+
+
+def configure_logging(level: str) -> None:
+    """JSON lines on stdout for our loggers and uvicorn's."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = []
+        logger.propagate = True
+    logging.getLogger("uvicorn.access").disabled = True  # our middleware logs requests
+
+
+class Metrics:
+    def __init__(self) -> None:
+        # No *_created series: they double the exposition and no dashboard uses them.
+        disable_created_metrics()
+        self.registry = CollectorRegistry(auto_describe=True)
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
+        self.requests = Counter(
+            "inference_http_requests",
+            "HTTP requests by method, route and status code.",
+            ["method", "path", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "inference_http_request_duration_seconds",
+            "Time to answer an HTTP request, by method, route and status code.",
+            ["method", "path", "status"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.in_flight = Gauge("inference_http_requests_in_flight", "Requests being answered.", registry=self.registry)
+        self.predictions = Counter(
+            "inference_predictions",
+            "Records classified, by predicted class and model version.",
+            ["model_version", "predicted_class"],
+            registry=self.registry,
+        )
+        self.batch_rows = Histogram(
+            "inference_prediction_batch_rows",
+            "Records per /predict request.",
+            buckets=(1, 2, 5, 10, 50, 100, 500, 1000, 5000, 10000),
+            registry=self.registry,
+        )
+        self.invalid = Counter(
+            "inference_invalid_requests",
+            "Refused /predict requests, by reason.",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.model_info = Info(
+            "inference_model",
+            "The model this process serves (set once it is loaded and verified).",
+            registry=self.registry,
+        )
+        self.model_ready = Gauge(
+            "inference_model_ready", "1 when the model is loaded and its checksum verified.", registry=self.registry
+        )
+
+
+class ObservabilityMiddleware:
+    """Pure ASGI (no BaseHTTPMiddleware: it costs a task per request on the hot path)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics, routes: Iterable[str]) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.routes = frozenset(routes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        path: str = scope["path"]
+        if path == API_PREFIX or path.startswith(API_PREFIX + "/"):
+            scope = dict(scope, root_path=scope.get("root_path", "") + API_PREFIX)
+            path = path[len(API_PREFIX) :] or "/"
+        route = path if path in self.routes else "unmatched"
+        request_id = ""
+        for key, value in scope["headers"]:
+            if key == b"x-request-id":
+                candidate = value.decode("latin-1")
+                if REQUEST_ID.match(candidate):
+                    request_id = candidate
+                break
+        if not request_id:
+            request_id = uuid.uuid4().hex
+        status = 500
+        header = (b"x-request-id", request_id.encode())
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), header]
+            await send(message)
+
+        self.metrics.in_flight.inc()
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            self.metrics.in_flight.dec()
+            elapsed = time.perf_counter() - start
+            labels = (scope["method"], route, str(status))
+            self.metrics.requests.labels(*labels).inc()
+            self.metrics.latency.labels(*labels).observe(elapsed)
+            if access_log.isEnabledFor(logging.INFO):
+                client = scope.get("client")
+                access_log.info(
+                    "request",
+                    extra={
+                        "fields": {
+                            "event": "request",
+                            "method": scope["method"],
+                            "path": path[:200],
+                            "route": route,
+                            "status": status,
+                            "duration_ms": round(elapsed * 1000, 3),
+                            "client": client[0] if client else None,
+                            "request_id": request_id,
+                        }
+                    },
+                )

@@ -1,0 +1,84 @@
+"""Runtime settings, read once from the environment; a bad value stops the process early."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+# Names and versions become file names: keep them to a safe alphabet (no path traversal).
+SAFE_TOKEN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+TRUE = ("1", "true", "yes", "on")
+FALSE = ("", "0", "false", "no", "off")
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value the API cannot run with."""
+
+
+def _int(env: dict[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name, str(default)).strip()
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not an integer") from None
+    if not low <= value <= high:
+        raise SettingsError(f"{name}={value} is outside {low}..{high}")
+    return value
+
+
+def _bool(env: dict[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw in TRUE:
+        return True
+    if raw in FALSE:
+        return False
+    raise SettingsError(f"{name}={raw!r} is not a boolean (use 1/0, true/false)")
+
+
+@dataclass(frozen=True)
+class Settings:
+    model_dir: Path = Path("/opt/mlops/models")
+    model_name: str = "breast-cancer-lr"
+    model_version: str = "1.0.0"
+    # Optional pin: when set, the artifact must hash to it as well as to its manifest.
+    model_sha256: str | None = None
+    log_level: str = "info"
+    host: str = "0.0.0.0"
+    port: int = 8000
+    max_batch_rows: int = 1000
+    max_body_bytes: int = 4 * 1024 * 1024
+    graceful_timeout_s: int = 20
+    # Internal: a constant-response endpoint for the benchmark baseline. Off by default.
+    benchmark_endpoint: bool = False
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if env is None else env)
+        name = env.get("MODEL_NAME", cls.model_name).strip()
+        version = env.get("MODEL_VERSION", cls.model_version).strip()
+        for var, value in (("MODEL_NAME", name), ("MODEL_VERSION", version)):
+            if not SAFE_TOKEN.match(value):
+                raise SettingsError(f"{var}={value!r} must match {SAFE_TOKEN.pattern}")
+        pin = env.get("MODEL_SHA256", "").strip().lower() or None
+        if pin is not None and not SHA256.match(pin):
+            raise SettingsError("MODEL_SHA256 must be 64 hexadecimal characters")
+        level = env.get("LOG_LEVEL", cls.log_level).strip().lower()
+        if level not in LOG_LEVELS:
+            raise SettingsError(f"LOG_LEVEL={level!r} must be one of {', '.join(LOG_LEVELS)}")
+        return cls(
+            model_dir=Path(env.get("MODEL_DIR", str(cls.model_dir))),
+            model_name=name,
+            model_version=version,
+            model_sha256=pin,
+            log_level=level,
+            host=env.get("HOST", cls.host).strip() or cls.host,
+            port=_int(env, "PORT", cls.port, 1, 65535),
+            max_batch_rows=_int(env, "MAX_BATCH_ROWS", cls.max_batch_rows, 1, 100_000),
+            max_body_bytes=_int(env, "MAX_BODY_BYTES", cls.max_body_bytes, 1024, 256 * 1024 * 1024),
+            graceful_timeout_s=_int(env, "GRACEFUL_TIMEOUT", cls.graceful_timeout_s, 1, 600),
+            benchmark_endpoint=_bool(env, "ENABLE_BENCHMARK_ENDPOINT"),
+        )
