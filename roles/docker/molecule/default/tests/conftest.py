@@ -19,7 +19,9 @@ IMAGE = "mlops-test/busybox:latest"
 def run_playbook(playbook: str, *extra: str) -> tuple[int, str, dict[str, int]]:
     """Run a playbook of this scenario against its test host; return rc, output, changed per host."""
     scenario = Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"])
-    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0", ANSIBLE_STDOUT_CALLBACK="ansible.builtin.default")
+    env = dict(
+        os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0", ANSIBLE_STDOUT_CALLBACK="ansible.builtin.default"
+    )
     env.pop("ANSIBLE_CALLBACKS_ENABLED", None)
     run = subprocess.run(
         ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(scenario / playbook), *extra],

@@ -29,7 +29,9 @@ def running_container(host: Any, busybox_image: str) -> Iterator[str]:
 def test_changed_option_is_live_and_containers_survive(host: Any, running_container: str) -> None:
     pid_before = host.check_output("systemctl show --property MainPID --value docker")
     try:
-        rc, output, changed = run_playbook("converge.yml", "--extra-vars", json.dumps({"docker_daemon_options": CHANGED}))
+        rc, output, changed = run_playbook(
+            "converge.yml", "--extra-vars", json.dumps({"docker_daemon_options": CHANGED})
+        )
         assert rc == 0, output[-4000:]
         assert all(count > 0 for count in changed.values()), output[-4000:]
 
@@ -59,7 +61,9 @@ def test_changed_option_is_live_and_containers_survive(host: Any, running_contai
 def test_invalid_option_is_refused_before_the_file_changes(host: Any) -> None:
     before = host.file("/etc/docker/daemon.json").content_string
     pid_before = host.check_output("systemctl show --property MainPID --value docker")
-    rc, output, _changed = run_playbook("converge.yml", "--extra-vars", json.dumps({"docker_daemon_options": {"no-such-option": 1}}))
+    rc, output, _changed = run_playbook(
+        "converge.yml", "--extra-vars", json.dumps({"docker_daemon_options": {"no-such-option": 1}})
+    )
     assert rc != 0
     assert "no-such-option" in output
     assert host.file("/etc/docker/daemon.json").content_string == before

@@ -72,7 +72,9 @@ def test_a_container_runs_without_new_privileges(host: Any, busybox_image: str) 
 def test_container_logs_are_rotated(host: Any, busybox_image: str) -> None:
     cid = host.check_output(f"docker create {busybox_image} true")
     try:
-        log_config = json.loads(host.check_output(f"docker inspect --format '{{{{json .HostConfig.LogConfig}}}}' {cid}"))
+        log_config = json.loads(
+            host.check_output(f"docker inspect --format '{{{{json .HostConfig.LogConfig}}}}' {cid}")
+        )
     finally:
         host.run(f"docker rm {cid}")
     assert log_config == {"Type": "json-file", "Config": {"max-file": "3", "max-size": "10m"}}

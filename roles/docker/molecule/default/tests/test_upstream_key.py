@@ -26,7 +26,9 @@ def _generated_key(with_docker_key: str = "") -> str:
     """An armored key generated now; with with_docker_key, Docker's key and it in one block."""
     with tempfile.TemporaryDirectory() as home:
         gpg = ["gpg", "--batch", "--homedir", home, "--quiet"]
-        subprocess.run([*gpg, "--passphrase", "", "--quick-gen-key", "Not Docker <nobody@example.invalid>", "ed25519"], check=True)
+        subprocess.run(
+            [*gpg, "--passphrase", "", "--quick-gen-key", "Not Docker <nobody@example.invalid>", "ed25519"], check=True
+        )
         if with_docker_key:
             subprocess.run([*gpg, "--import"], input=with_docker_key, text=True, check=True, capture_output=True)
         return subprocess.run([*gpg, "--armor", "--export"], capture_output=True, text=True, check=True).stdout
@@ -52,12 +54,16 @@ def _serve(host: Any, armored: str) -> str:
 
 
 def test_dockers_real_key_is_accepted(host: Any, docker_key_url: str) -> None:
-    rc, output, changed = run_playbook("upstream_key.yml", "--extra-vars", json.dumps({"docker_test_key_url": docker_key_url}))
+    rc, output, changed = run_playbook(
+        "upstream_key.yml", "--extra-vars", json.dumps({"docker_test_key_url": docker_key_url})
+    )
     assert rc == 0, output[-4000:]
     assert host.file(KEYRING).exists
     assert host.file(KEYRING).mode == 0o644
     # A second run fetches nothing and changes nothing.
-    rc, output, changed = run_playbook("upstream_key.yml", "--extra-vars", json.dumps({"docker_test_key_url": docker_key_url}))
+    rc, output, changed = run_playbook(
+        "upstream_key.yml", "--extra-vars", json.dumps({"docker_test_key_url": docker_key_url})
+    )
     assert rc == 0, output[-4000:]
     assert set(changed.values()) == {0}, output[-4000:]
 
