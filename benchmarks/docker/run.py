@@ -1,0 +1,268 @@
+#!/usr/bin/env python3
+"""Speed of the docker role against a hand-written shell install, on fresh Debian 13 hosts.
+
+Each round creates fresh systemd test hosts (the docker run flags of .config/molecule/create.yml)
+and times, alternating which goes first:
+
+  shell      apt-get update && apt-get install -y docker.io docker-cli docker-compose
+             && systemctl enable --now docker          (docker exec, no Python, no Ansible)
+  role       ansible-playbook with the docker role, defaults (recommends left out)
+  role+recs  the same with docker_install_recommends: true (the shell's package set)
+
+Only the install is timed, not the host's creation or boot. Afterwards: a re-run of the role
+on a converged host (time, changed count), and check mode on fresh hosts with and without
+python3-apt. The apt mirror's download time dominates every figure, so the result is the
+ratio of medians measured in the same run. Writes benchmarks/RESULTS-docker.md.
+
+Usage: .venv/bin/python benchmarks/docker/run.py [--rounds 3] [--image mlops-test/debian-systemd:13]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = ROOT / "benchmarks" / "RESULTS-docker.md"
+LABEL = "owner=docker-bench"
+SHELL_BASELINE = (
+    "set -e; export DEBIAN_FRONTEND=noninteractive; apt-get update -qq"
+    " && apt-get install -y -qq docker.io docker-cli docker-compose >/dev/null"
+    " && systemctl enable --now docker"
+)
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
+PLAYBOOK = """\
+- name: Install Docker with the docker role
+  hosts: all
+  gather_facts: false
+  roles:
+    - role: docker
+"""
+ANSIBLE_CFG = f"""\
+[defaults]
+roles_path = {ROOT / "roles"}
+interpreter_python = auto_silent
+stdout_callback = ansible.builtin.default
+retry_files_enabled = false
+[connection]
+pipelining = true
+"""
+
+
+@dataclass
+class PlaybookRun:
+    seconds: float
+    rc: int
+    changed: int
+    failed: int
+    output: str
+
+
+def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(argv), capture_output=True, text=True, check=check)
+
+
+class Bench:
+    def __init__(self, image: str, workdir: Path) -> None:
+        self.image = image
+        self.workdir = workdir
+        self.counter = 0
+        (workdir / "ansible.cfg").write_text(ANSIBLE_CFG)
+        (workdir / "playbook.yml").write_text(PLAYBOOK)
+
+    def create_host(self, tag: str) -> str:
+        """Start a fresh systemd test host and wait until it has booted."""
+        self.counter += 1
+        name = f"docker-bench-{os.getpid()}-{self.counter}-{tag}"
+        sh(
+            "docker", "run", "--detach", "--name", name, "--hostname", name, "--label", LABEL,
+            "--cap-add=SYS_ADMIN", "--cap-add=NET_ADMIN",
+            "--security-opt=seccomp=unconfined", "--security-opt=apparmor=unconfined",
+            "--security-opt=systempaths=unconfined", "--cgroupns=host",
+            "--volume=/sys/fs/cgroup:/sys/fs/cgroup:rw", "--volume=/var/lib/docker",
+            "--tmpfs=/run", "--tmpfs=/run/lock", "--tmpfs=/tmp",
+            self.image, "/lib/systemd/systemd",
+        )  # fmt: skip
+        # Right after `docker run`, systemd may not answer on its bus yet: ask again.
+        deadline = time.monotonic() + 120
+        while True:
+            probe = sh("docker", "exec", name, "systemctl", "is-system-running", "--wait", check=False)
+            state = probe.stdout.strip()
+            if state in ("running", "degraded"):
+                return name
+            if time.monotonic() > deadline:
+                self.destroy_host(name)
+                raise RuntimeError(f"{name} did not boot: {state} {probe.stderr.strip()}")
+            time.sleep(1)
+
+    @staticmethod
+    def destroy_host(name: str) -> None:
+        sh("docker", "rm", "--force", "--volumes", name, check=False)
+
+    def shell_install(self, host: str) -> float:
+        start = time.monotonic()
+        run = sh("docker", "exec", host, "sh", "-c", SHELL_BASELINE, check=False)
+        seconds = time.monotonic() - start
+        if run.returncode != 0:
+            raise RuntimeError(f"shell baseline failed on {host}: {run.stderr[-2000:]}")
+        return seconds
+
+    def playbook(self, host: str, *extra: str) -> PlaybookRun:
+        inventory = self.workdir / f"{host}.yml"
+        inventory.write_text(f"all:\n  hosts:\n    {host}:\n      ansible_connection: community.docker.docker\n")
+        env = dict(os.environ, ANSIBLE_CONFIG=str(self.workdir / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
+        start = time.monotonic()
+        run = subprocess.run(
+            ["ansible-playbook", "-i", str(inventory), str(self.workdir / "playbook.yml"), *extra],
+            capture_output=True, text=True, env=env, check=False,
+        )  # fmt: skip
+        seconds = time.monotonic() - start
+        output = ANSI.sub("", run.stdout + run.stderr)
+        recap = RECAP.search(output)
+        changed, failed = (int(recap.group(3)), int(recap.group(5))) if recap else (-1, -1)
+        return PlaybookRun(seconds, run.returncode, changed, failed, output)
+
+    def role_install(self, host: str, *extra: str) -> float:
+        result = self.playbook(host, *extra)
+        if result.rc != 0:
+            raise RuntimeError(f"role failed on {host}:\n{result.output[-4000:]}")
+        return result.seconds
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--image", default="mlops-test/debian-systemd:13")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="docker-bench-") as tmp:
+        bench = Bench(args.image, Path(tmp))
+        recs = ("--extra-vars", '{"docker_install_recommends": true}')
+        variants: dict[str, Callable[[str], float]] = {
+            "shell": bench.shell_install,
+            "role": bench.role_install,
+            "role+recs": lambda host: bench.role_install(host, *recs),
+        }
+        times: dict[str, list[float]] = {name: [] for name in variants}
+        rerun: PlaybookRun | None = None
+        hosts: list[str] = []
+        try:
+            for round_no in range(args.rounds):
+                # Rotate the order each round so that a slow or fast moment of the shared
+                # machine and the mirror does not always fall on the same variant.
+                order = list(variants)[round_no % 3 :] + list(variants)[: round_no % 3]
+                for name in order:
+                    host = bench.create_host(name.replace("+", "-"))
+                    hosts.append(host)
+                    seconds = variants[name](host)
+                    times[name].append(seconds)
+                    print(f"round {round_no + 1} {name:10s} {seconds:6.1f} s", flush=True)
+                    if name == "role" and round_no == args.rounds - 1:
+                        rerun = bench.playbook(host)
+                        print(f"re-run     {rerun.seconds:6.1f} s changed={rerun.changed} rc={rerun.rc}", flush=True)
+                    bench.destroy_host(host)
+                    hosts.remove(host)
+
+            check_runs: dict[str, PlaybookRun] = {}
+            for label, prepare in (
+                ("fresh host (python3-apt present)", ""),
+                ("fresh host without python3-apt", "dpkg --purge python3-apt"),
+            ):
+                host = bench.create_host("check")
+                hosts.append(host)
+                if prepare:
+                    sh("docker", "exec", host, "sh", "-c", prepare)
+                check_runs[label] = bench.playbook(host, "--check")
+                touched = sh(
+                    "docker",
+                    "exec",
+                    host,
+                    "sh",
+                    "-c",
+                    "dpkg-query -W docker.io 2>/dev/null; ls /etc/docker 2>&1",
+                    check=False,
+                )
+                check_runs[label].output += "\n[after check mode] " + touched.stdout + touched.stderr
+                run = check_runs[label]
+                print(
+                    f"check mode {label}: rc={run.rc} changed={run.changed} failed={run.failed} {run.seconds:.1f} s",
+                    flush=True,
+                )
+                bench.destroy_host(host)
+                hosts.remove(host)
+        finally:
+            for host in hosts:
+                bench.destroy_host(host)
+
+    medians = {name: statistics.median(values) for name, values in times.items()}
+    ratio = medians["role"] / medians["shell"]
+    ratio_recs = medians["role+recs"] / medians["shell"]
+    assert rerun is not None
+    lines = [
+        "# docker role: speed against a shell install",
+        "",
+        f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on this project's 2-core machine, shared with",
+        "other test runs; fresh Debian 13 systemd test host for every install; Debian's apt mirror.",
+        "",
+        "Command: `.venv/bin/python benchmarks/docker/run.py"
+        + (f" --rounds {args.rounds}" if args.rounds != 3 else "")
+        + "`",
+        "",
+        "| variant | what runs | " + " | ".join(f"round {i + 1}" for i in range(args.rounds)) + " | median |",
+        "|---|---|" + "---|" * args.rounds + "---|",
+    ]
+    what = {
+        "shell": "`apt-get update && apt-get install -y docker.io docker-cli docker-compose"
+        " && systemctl enable --now docker`",
+        "role": "`ansible-playbook` with the docker role, defaults (no recommends: 12 packages)",
+        "role+recs": "the same with `docker_install_recommends: true` (the shell's 49 packages)",
+    }
+    for name, values in times.items():
+        lines.append(
+            f"| {name} | {what[name]} | " + " | ".join(f"{v:.1f} s" for v in values) + f" | {medians[name]:.1f} s |"
+        )
+    lines += [
+        "",
+        f"- **Fresh converge / shell baseline: {ratio:.2f}x** (goal: at most 1.3x).",
+        f"- With recommends (same packages as the shell): {ratio_recs:.2f}x.",
+        f"- **Re-run on the converged host: {rerun.seconds:.1f} s, changed={rerun.changed}**"
+        " (goal: at most 5 s, changed=0), including ansible-playbook's own start-up.",
+    ]
+    for label, run in check_runs.items():
+        verdict = "ran to the end" if run.rc == 0 and run.failed == 0 else f"FAILED (rc {run.rc})"
+        lines.append(f"- Check mode on a {label}: {verdict}, changed={run.changed}, {run.seconds:.1f} s.")
+    lines += [
+        "",
+        "Rounds rotate the order of the three variants. Only the install is timed (not the",
+        "host's creation and boot); the apt mirror's download time dominates every figure, hence",
+        "a ratio of medians from the same run.",
+        "",
+        "## Check-mode output",
+    ]
+    for label, run in check_runs.items():
+        tail = "\n".join(
+            line
+            for line in run.output.splitlines()
+            if re.match(r"^(TASK|changed|ok|skipping|fatal|\S+\s+:\s+ok=|\[after|    \"msg|  msg)", line)
+        )
+        lines += ["", f"### {label}", "", "```", tail.strip(), "```"]
+    RESULTS.write_text("\n".join(lines) + "\n")
+    print(
+        f"shell median {medians['shell']:.1f} s, role median {medians['role']:.1f} s,"
+        f" ratio {ratio:.2f}; wrote {RESULTS}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
