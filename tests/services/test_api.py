@@ -365,3 +365,25 @@ def test_benchmark_endpoint_is_off_by_default_and_constant_when_on(settings: Set
             c.post("/benchmark/constant", content=b"{}", headers={"content-type": "application/json"}).status_code
             == 200
         )
+
+
+def test_single_record_path_equals_the_batch_path(client: Any, model_doc: dict[str, Any]) -> None:
+    """One record is evaluated in plain Python, a batch with numpy: same numbers."""
+    from sklearn.datasets import load_breast_cancer
+
+    rows = [dict(zip(FEATURES, map(float, r), strict=True)) for r in load_breast_cancer().data[::57]]
+    batch = post_json(client, {"records": rows}).json()["predictions"]
+    for row, b in zip(rows, batch, strict=True):
+        one = post_json(client, row).json()
+        assert one["prediction"] == b["prediction"] and one["warnings"] == b["warnings"]
+        assert math.isclose(one["probabilities"]["benign"], b["probabilities"]["benign"], rel_tol=1e-12, abs_tol=1e-15)
+
+
+def test_the_word_records_inside_a_value_is_judged_as_one_record(client: Any, record: dict[str, float]) -> None:
+    err = only_error(post_json(client, {**record, "mean_radius": "records"}), 422)
+    assert err["field"] == "mean_radius"
+
+
+def test_unknown_http_method_does_not_grow_metric_labels(client: Any) -> None:
+    client.request("PROPFIND", "/health")
+    assert 'method="PROPFIND"' not in client.get("/metrics").text

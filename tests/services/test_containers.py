@@ -49,8 +49,20 @@ def test_api_serves_hardened(dock: Docker, record: dict[str, float]) -> None:
     wait_for(api.url(8000, "/ready"))
     status, _, body = http(api.url(8000, "/predict"), json.dumps(record).encode(), JSON)
     assert status == 200 and json.loads(body)["prediction"] in ("benign", "malignant")
+    # Bad input through the image's own library versions (Debian's pydantic and FastAPI).
     status, _, body = http(api.url(8000, "/predict"), b'{"mean_radius": "big"}', JSON)
     assert status == 422 and b"mean_radius" in body
+    nan = json.dumps({**record, "mean_area": 1.0}).replace('"mean_area": 1.0', '"mean_area": NaN').encode()
+    status, _, body = http(api.url(8000, "/predict"), nan, JSON)
+    assert status == 422 and json.loads(body)["detail"][0]["field"] == "mean_area"
+    status, _, body = http(
+        api.url(8000, "/predict"), json.dumps({"records": [record, {**record, "mean_area": 1e9}]}).encode(), JSON
+    )
+    assert status == 422 and json.loads(body)["detail"][0]["field"] == "records[1].mean_area"
+    assert http(api.url(8000, "/predict"), b'{"records": []}', JSON)[0] == 422
+    assert http(api.url(8000, "/predict"), b'{"mean_radius": 1.0,', JSON)[0] == 400
+    assert http(api.url(8000, "/predict"), b"[1, 2]", JSON)[0] == 422
+    assert http(api.url(8000, "/predict"), json.dumps(record).encode(), {"content-type": "text/plain"})[0] == 415
     status, _, body = http(api.url(8000, "/metrics"))
     assert status == 200 and b'inference_model_info{name="breast-cancer-lr"' in body
     assert http(api.url(8000, "/docs"))[0] == 200

@@ -24,6 +24,7 @@ from prometheus_client.process_collector import ProcessCollector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 # Requests to /api/... are answered as if the prefix were absent, so the API works behind
 # the frontend's /api/ proxy and behind an Ingress rule /api alike, with or without a
@@ -119,6 +120,9 @@ class ObservabilityMiddleware:
         self.app = app
         self.metrics = metrics
         self.routes = frozenset(routes)
+        # Labelled children, looked up once per (method, route, status): labels() costs a
+        # lock and a dict build on every call. Bounded: known methods x routes x statuses.
+        self.children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -155,9 +159,14 @@ class ObservabilityMiddleware:
         finally:
             self.metrics.in_flight.dec()
             elapsed = time.perf_counter() - start
-            labels = (scope["method"], route, str(status))
-            self.metrics.requests.labels(*labels).inc()
-            self.metrics.latency.labels(*labels).observe(elapsed)
+            method = scope["method"] if scope["method"] in METHODS else "other"
+            key = (method, route, str(status))
+            children = self.children.get(key)
+            if children is None:
+                children = (self.metrics.requests.labels(*key), self.metrics.latency.labels(*key))
+                self.children[key] = children
+            children[0].inc()
+            children[1].observe(elapsed)
             if access_log.isEnabledFor(logging.INFO):
                 client = scope.get("client")
                 access_log.info(
