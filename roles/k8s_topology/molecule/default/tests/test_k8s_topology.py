@@ -1,0 +1,63 @@
+"""The k8s_topology role on a stand-in k3s server: the manifests in the auto-deploy directory."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import pytest
+import yaml
+
+DIR = "/var/lib/rancher/k3s/server/manifests/mlops"
+EXPECTED = {
+    "mlops-00-namespace.yaml": {"Namespace"},
+    "mlops-01-deployment.yaml": {"Deployment", "ServiceAccount"},
+    "mlops-02-service.yaml": {"Service"},
+    "mlops-03-monitoring.yaml": {"ConfigMap", "Role", "RoleBinding"},
+    "mlops-03-monitoring-secret.yaml": {"Secret"},
+    "mlops-04-ingress.yaml": {"Ingress"},
+    "mlops-05-autoscaling.yaml": {"HorizontalPodAutoscaler", "PodDisruptionBudget"},
+    "mlops-06-networkpolicy.yaml": {"NetworkPolicy"},
+    "mlops-07-storage.yaml": {"PersistentVolumeClaim"},
+}
+
+
+def load(host: Any, name: str) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(host.file(f"{DIR}/{name}").content_string) if d]
+
+
+def test_the_directory_is_root_only(host: Any) -> None:
+    d = host.file(DIR)
+    assert d.is_directory and d.user == "root" and d.group == "root" and d.mode == 0o700
+
+
+def test_exactly_the_expected_files_are_there(host: Any) -> None:
+    assert set(host.file(DIR).listdir()) == set(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_each_file_is_private_and_holds_its_kinds(host: Any, name: str) -> None:
+    f = host.file(f"{DIR}/{name}")
+    assert f.is_file and f.user == "root" and f.group == "root" and f.mode == 0o600
+    docs = load(host, name)
+    assert {d["kind"] for d in docs} == EXPECTED[name]
+    assert all(d["metadata"].get("namespace", "mlops-system") == "mlops-system" for d in docs)
+
+
+def test_the_converge_variables_reached_the_manifests(host: Any) -> None:
+    deployments = {
+        d["metadata"]["name"]: d for d in load(host, "mlops-01-deployment.yaml") if d["kind"] == "Deployment"
+    }
+    assert set(deployments) == {"inference-api", "frontend", "prometheus", "grafana"}
+    args = deployments["prometheus"]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--storage.tsdb.retention.time=21d" in args
+    image = deployments["inference-api"]["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert image == "mlops/inference-api@sha256:" + "1" * 64
+    (secret,) = load(host, "mlops-03-monitoring-secret.yaml")
+    assert base64.b64decode(secret["data"]["admin-password"]).decode() == "molecule-Grafana-s3cret"
+
+
+def test_nothing_was_written_outside_the_auto_deploy_directory(host: Any) -> None:
+    """The monitoring files are staged on the controller, never on the server."""
+    out = host.run("find / -xdev -name 'mlops-alerts.yml' -not -path '/proc/*' 2>/dev/null")
+    assert out.stdout.strip() == ""
