@@ -36,6 +36,11 @@ def run_playbook(playbook: str, *extra: str) -> tuple[int, str, dict[str, int]]:
     return run.returncode, output, changed
 
 
+def flat(output: str) -> str:
+    """Output with every run of whitespace as one space: the YAML callback wraps long messages."""
+    return " ".join(output.split())
+
+
 def docker_info(host: Any) -> dict[str, Any]:
     """The running daemon's `docker info`, as a dict."""
     return json.loads(host.check_output("docker info --format '{{json .}}'"))

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import docker_info, run_playbook
+from conftest import docker_info, flat, run_playbook
 
 CHANGED = {"labels": ["mlops.test=changed"], "log-driver": "local"}
 SURVIVOR = "mlops-test-survivor"
@@ -65,7 +65,7 @@ def test_invalid_option_is_refused_before_the_file_changes(host: Any) -> None:
         "converge.yml", "--extra-vars", json.dumps({"docker_daemon_options": {"no-such-option": 1}})
     )
     assert rc != 0
-    assert "no-such-option" in output
+    assert "no-such-option" in flat(output)
     assert host.file("/etc/docker/daemon.json").content_string == before
     assert host.check_output("systemctl show --property MainPID --value docker") == pid_before
 
@@ -75,11 +75,22 @@ def test_numeric_log_option_is_refused_naming_the_variables(host: Any) -> None:
         "converge.yml", "--extra-vars", json.dumps({"docker_daemon_options": {"log-opts": {"max-file": 3}}})
     )
     assert rc != 0
-    assert "docker_daemon_options" in output and "only strings" in output
+    assert "docker_daemon_options" in flat(output) and "only strings" in flat(output)
 
 
 def test_missing_docker_user_is_refused(host: Any) -> None:
     rc, output, _changed = run_playbook("converge.yml", "--extra-vars", json.dumps({"docker_users": ["nosuchaccount"]}))
     assert rc != 0
-    assert "docker_users lists accounts that do not exist on this host: nosuchaccount" in output
+    assert "docker_users lists accounts that do not exist on this host: nosuchaccount" in flat(output)
     assert "nosuchaccount" not in host.check_output("getent group docker")
+
+
+def test_missing_compose_plugin_fails_the_role(host: Any) -> None:
+    plugin = "/usr/libexec/docker/cli-plugins/docker-compose"
+    host.check_output(f"mv {plugin} {plugin}.aside")
+    try:
+        rc, output, _changed = run_playbook("converge.yml")
+    finally:
+        host.check_output(f"mv {plugin}.aside {plugin}")
+    assert rc != 0
+    assert "the Compose plugin found is 'none'" in flat(output), output[-4000:]
