@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "k8s"))
-from rendering import Rendering, mib, millicores, render
+from k8s_rendering import Rendering, mib, millicores, render
 
 # What `promtool check healthy` probes: it takes a base URL and requests /-/healthy itself.
 PROMTOOL_HEALTH_PATH = "/-/healthy"

@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from rendering import REPO, Rendering, render
+from k8s_rendering import REPO, Rendering, render
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from rendering import REPO, Rendering
+from k8s_rendering import REPO, Rendering
 
 
 def _offline_prefix() -> list[str]:

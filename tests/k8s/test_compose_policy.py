@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
-from rendering import REPO, Rendering
+from k8s_rendering import REPO, Rendering
 
 CATALOGUE = yaml.safe_load((REPO / "roles/mlops/defaults/main.yml").read_text())["mlops_services"]
 

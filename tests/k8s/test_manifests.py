@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
-from rendering import ANSI, INVENTORIES, REPO, Rendering, run_render
+from k8s_rendering import ANSI, INVENTORIES, REPO, Rendering, run_render
 
 CATALOGUE = yaml.safe_load((REPO / "roles/mlops/defaults/main.yml").read_text())["mlops_services"]
 SERVICES = sorted(CATALOGUE)
