@@ -22,6 +22,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
+from pydantic_core import from_json
 
 from . import __version__
 from .model import Model, ModelError, load_model
@@ -39,6 +40,33 @@ from .settings import Settings
 log = logging.getLogger("mlops_inference")
 MAX_ERRORS = 20  # errors listed per response; the count says how many there were in all
 _row = operator.attrgetter(*FEATURES)  # a record's values in the model's feature order
+_values = operator.itemgetter(*FEATURES)
+_FEATURE_KEYS = frozenset(FEATURES)
+_NUMBER_TYPES = frozenset((float, int))
+
+
+def _well_formed_rows(payload: object) -> np.ndarray | None:
+    """The rows of {"records": [record, ...]} when every record has exactly the thirty
+    fields, each a finite JSON number (not a boolean); None when anything is off, so that
+    pydantic judges the body and names the fault. Same rules as PatientFeatures, in bulk."""
+    if type(payload) is not dict or payload.keys() != {"records"}:
+        return None
+    records = payload["records"]
+    if type(records) is not list or not records:
+        return None
+    rows = []
+    for r in records:
+        if type(r) is not dict or r.keys() != _FEATURE_KEYS:
+            return None
+        values = _values(r)
+        if not set(map(type, values)) <= _NUMBER_TYPES:
+            return None
+        rows.append(values)
+    try:
+        x = np.array(rows, dtype=np.float64)
+    except OverflowError:  # an integer beyond float range
+        return None
+    return x if np.isfinite(x).all() else None
 
 
 def _field(loc: tuple[str | int, ...]) -> str:
@@ -216,19 +244,19 @@ class Service:
         self._count(1, 1 if p_benign >= self._threshold else 0)
         return self._result(p_benign, warnings)
 
-    def classify_batch(self, rows: list[list[float]]) -> JSONResponse | list[dict[str, Any]]:
-        """Several records with numpy; refuses them all (422) when one lies outside the domain."""
+    def classify_batch(self, x: np.ndarray) -> JSONResponse | list[dict[str, Any]]:
+        """Several records (rows of x) with numpy; refuses them all (422) when one lies
+        outside the accepted domain."""
         model = self.model
         assert model is not None
-        x = np.asarray(rows, dtype=np.float64)
         refused = (x < model.accepted_min) | (x > model.accepted_max)
         if refused.any():
             cells = [(int(r), int(c)) for r, c in np.argwhere(refused)]
-            return self._refuse(cells, lambda r, c: float(x[r, c]), [("records", i) for i in range(len(rows))])
+            return self._refuse(cells, lambda r, c: float(x[r, c]), [("records", i) for i in range(len(x))])
         benign = model.predict_proba(x)
         unusual = (x < model.observed_min) | (x > model.observed_max)
         warn_rows = set(np.flatnonzero(unusual.any(axis=1)).tolist())
-        self._count(len(rows), int(np.count_nonzero(benign >= model.threshold)))
+        self._count(len(x), int(np.count_nonzero(benign >= model.threshold)))
         return [
             self._result(p, [self._warn[c] for c in np.flatnonzero(unusual[i])] if i in warn_rows else [])
             for i, p in enumerate(benign.tolist())
@@ -344,18 +372,38 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             except ValidationError as exc:
                 return _validation_error(exc, metrics)
             return answer_one(record)
-        # A batch, parsed and validated in one pass too. The body limit bounds the work an
-        # oversized batch can cause before its length is judged.
+        # A batch. Well-formed batches take a fast path (parse, then check keys, types and
+        # finiteness in bulk); anything else goes to pydantic, which finds and names the
+        # fault. The body limit bounds the work an oversized batch causes before its length
+        # is judged.
         try:
-            batch = BatchRequest.model_validate_json(raw)
+            payload = from_json(raw)
+        except ValueError as exc:
+            metrics.invalid.labels("malformed_json").inc()
+            return _error(400, "body", "json_invalid", f"malformed JSON: {exc}")
+        fast = _well_formed_rows(payload)
+        if fast is not None:
+            n = len(fast)
+            if n > settings.max_batch_rows:
+                metrics.invalid.labels("too_large").inc()
+                return _error(
+                    413, "records", "too_long", f"a batch holds at most {settings.max_batch_rows} records, got {n}",
+                    ["body", "records"],
+                )  # fmt: skip
+            result = service.classify_batch(fast)
+            if isinstance(result, JSONResponse):
+                return result
+            return JSONResponse({"model": ref, "predictions": result}, headers=headers)
+        if not isinstance(payload, dict) or "records" not in payload:
+            # No "records" member: the word appeared inside a value. Judge one record.
+            try:
+                record = PatientFeatures.model_validate(payload)
+            except ValidationError as exc:
+                return _validation_error(exc, metrics)
+            return answer_one(record)
+        try:
+            batch = BatchRequest.model_validate(payload)
         except ValidationError as exc:
-            if any(e["type"] == "missing" and tuple(e["loc"]) == ("records",) for e in exc.errors()):
-                # No "records" member: the word appeared inside a value. Judge one record.
-                try:
-                    record = PatientFeatures.model_validate_json(raw)
-                except ValidationError as exc1:
-                    return _validation_error(exc1, metrics)
-                return answer_one(record)
             return _validation_error(exc, metrics)
         if not batch.records:
             metrics.invalid.labels("empty_batch").inc()
@@ -369,7 +417,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 f"a batch holds at most {settings.max_batch_rows} records, got {len(batch.records)}",
                 ["body", "records"],
             )
-        result = service.classify_batch([list(_row(r)) for r in batch.records])
+        result = service.classify_batch(np.asarray([_row(r) for r in batch.records], dtype=np.float64))
         if isinstance(result, JSONResponse):
             return result
         return JSONResponse({"model": ref, "predictions": result}, headers=headers)
