@@ -387,3 +387,18 @@ def test_the_word_records_inside_a_value_is_judged_as_one_record(client: Any, re
 def test_unknown_http_method_does_not_grow_metric_labels(client: Any) -> None:
     client.request("PROPFIND", "/health")
     assert 'method="PROPFIND"' not in client.get("/metrics").text
+
+
+@pytest.mark.parametrize("literal", ["true", '"1.5"', "null", "NaN", "-Infinity", "1e999", "1" + "0" * 400, "[1]"])
+def test_bad_value_in_a_batch_is_named(client: Any, record: dict[str, float], literal: str) -> None:
+    """A batch with one bad cell leaves the bulk fast path; pydantic names row and field."""
+    second = json.dumps({**record, "mean_symmetry": 0.5}).replace('"mean_symmetry": 0.5', f'"mean_symmetry": {literal}')
+    text = '{"records": [' + json.dumps(record) + ", " + second + "]}"
+    err = only_error(client.post("/predict", content=text, headers={"content-type": "application/json"}), 422)
+    assert err["field"] == "records[1].mean_symmetry", err
+
+
+def test_batch_with_integers_and_an_unknown_top_level_key(client: Any, record: dict[str, float]) -> None:
+    assert post_json(client, {"records": [{**record, "mean_texture": 20}]}).status_code == 200
+    err = only_error(post_json(client, {"records": [record], "note": "x"}), 422)
+    assert err["field"] == "note" and err["type"] == "extra_forbidden"
