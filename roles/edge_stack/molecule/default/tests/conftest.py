@@ -1,0 +1,58 @@
+"""Helpers shared by the edge_stack scenario's tests: the catalogue, the containers, re-runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[5]
+CATALOGUE: dict[str, Any] = yaml.safe_load((REPO / "roles/mlops/defaults/main.yml").read_text())
+# What the scenario deploys (molecule.yml): Grafana is disabled, no image can be had offline.
+ENABLED = {k: v for k, v in CATALOGUE["mlops_services"].items() if k != "grafana"}
+COMPOSE_FILE = "/etc/mlops/compose/compose.yml"
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+RECAP = re.compile(r"^\S+\s+:\s+ok=\d+\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
+
+
+def inspect(host: Any, name: str) -> dict[str, Any]:
+    """`docker inspect` of one container or image inside the test host."""
+    out = host.check_output(f"docker inspect {name}")
+    (doc,) = json.loads(out)
+    return doc
+
+
+def converge(*extra: str) -> tuple[int, str]:
+    """Runs the scenario's converge playbook again, with extra ansible-playbook arguments."""
+    scenario = Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"])
+    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
+    env["ANSIBLE_STDOUT_CALLBACK"] = "ansible.builtin.default"
+    env.pop("ANSIBLE_CALLBACKS_ENABLED", None)
+    run = subprocess.run(
+        ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(scenario / "converge.yml"), *extra],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=1500,
+        check=False,
+    )
+    return run.returncode, ANSI.sub("", run.stdout + run.stderr)
+
+
+def changed(output: str) -> int:
+    recaps = RECAP.findall(output)
+    assert recaps, output[-3000:]
+    return sum(int(c) for c, _u, _f in recaps)
+
+
+@pytest.fixture(scope="module")
+def record() -> dict[str, float]:
+    """A plausible patient: every feature of the served model at its training median."""
+    doc = json.loads((REPO / "services/inference-api/models/breast-cancer-lr-1.0.0.model.json").read_text())
+    return {f["name"]: f["median"] for f in doc["features"]}

@@ -1,0 +1,100 @@
+"""Re-runs of the role on the converged host (named test_zz_* so they run after check mode).
+
+Bad input stops before the host changes; a rendering Compose refuses never replaces the live
+project; a re-run that recreates containers (an upgrade) keeps the data in prometheus-data;
+an image on the host that is not the controller's build is loaded again.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import CATALOGUE, COMPOSE_FILE, ENABLED, changed, converge, inspect
+
+MARKER = "/var/lib/docker/volumes/prometheus-data/_data/edge-stack-marker"
+
+
+def snapshot(host: Any) -> tuple[str, dict[str, str]]:
+    """compose.yml's content and every container's ID: what a refused run must not change."""
+    ids = {s: inspect(host, v["container_name"])["Id"] for s, v in ENABLED.items()}
+    return host.file(COMPOSE_FILE).sha256sum, ids
+
+
+def catalogue_with(tmp_path: Path, **changes: Any) -> str:
+    services = json.loads(json.dumps(CATALOGUE["mlops_services"]))
+    for path, value in changes.items():
+        service, key = path.split("__")
+        services[service][key] = value
+    f = tmp_path / "vars.json"
+    f.write_text(json.dumps({"mlops_services": services}))
+    return f"@{f}"
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("unknown_disabled", "mlops_disabled_services"),
+        ("port_clash", "used by more than one enabled service"),
+        ("production_tag", "digest"),
+    ],
+)
+def test_bad_input_fails_before_the_host_changes(host: Any, tmp_path: Path, case: str, expected: str) -> None:
+    extra = {
+        "unknown_disabled": ["-e", '{"mlops_disabled_services": ["grafana", "no-such-service"]}'],
+        "port_clash": ["-e", catalogue_with(tmp_path, frontend__port=8000)],
+        "production_tag": ["-e", '{"mlops_environment": "production", "mlops_image_delivery": "registry"}'],
+    }[case]
+    before = snapshot(host)
+    rc, out = converge(*extra)
+    assert rc != 0, out[-3000:]
+    assert expected in out, out[-3000:]
+    assert changed(out) == 0, out[-3000:]
+    assert snapshot(host) == before
+
+
+def test_a_rendering_compose_refuses_never_goes_live(host: Any) -> None:
+    before = snapshot(host)
+    bad = {"interval": "soon", "timeout": "5s", "retries": 3, "start_period": "60s", "start_interval": "2s"}
+    rc, out = converge("-e", json.dumps({"edge_stack_healthcheck": bad}))
+    assert rc != 0, out[-3000:]
+    assert 'invalid duration "soon"' in out, out[-3000:]
+    assert "Render compose.yml and validate it" in out.split("fatal:")[0].rsplit("TASK [", 1)[-1]
+    assert snapshot(host) == before
+
+
+def test_upgrade_keeps_data_and_reloads_a_drifted_image(host: Any) -> None:
+    """One run that recreates Prometheus (new retention) while the API image on the host is not
+    the controller's build (retagged): the marker in prometheus-data survives, the API image is
+    loaded again from its bundle and its container recreated on the built image."""
+    prometheus = ENABLED["prometheus"]["container_name"]
+    api = ENABLED["inference-api"]["container_name"]
+    host.check_output(f"echo persisted > {MARKER}")
+    ids_before = {s: inspect(host, v["container_name"])["Id"] for s, v in ENABLED.items()}
+    api_image = CATALOGUE["mlops_images"]["inference-api"]
+    built = subprocess.run(
+        ["docker", "image", "inspect", "--format", "{{.Id}}", api_image], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    host.check_output(f"docker tag {CATALOGUE['mlops_images']['frontend']} {api_image}")
+    assert inspect(host, api_image)["Id"] != built
+
+    rc, out = converge("-e", "prometheus_retention_time=9d")
+    assert rc == 0, out[-4000:]
+    assert host.file(MARKER).content_string.strip() == "persisted"
+    doc = inspect(host, prometheus)
+    assert doc["Id"] != ids_before["prometheus"], "Prometheus was not recreated"
+    assert "--storage.tsdb.retention.time=9d" in doc["Args"]
+    assert doc["State"]["Health"]["Status"] == "healthy"
+    assert inspect(host, api_image)["Id"] == built
+    assert inspect(host, api)["Image"] == built
+
+    # Back to the scenario's own variables: recreated once more, data still there, and then stable.
+    rc, out = converge()
+    assert rc == 0, out[-4000:]
+    assert host.file(MARKER).content_string.strip() == "persisted"
+    assert "--storage.tsdb.retention.time=9d" not in inspect(host, prometheus)["Args"]
+    rc, out = converge()
+    assert rc == 0 and changed(out) == 0, out[-4000:]
