@@ -52,6 +52,8 @@ def stack(dock: Docker) -> str:
 
 
 def test_fill_the_form_and_read_the_prediction(browser: Any, stack: str, model_doc: dict[str, Any]) -> None:
+    from playwright.sync_api import expect
+
     page = browser.new_page(viewport={"width": 1280, "height": 1400})
     outside: list[str] = []
     page.on(
@@ -85,9 +87,8 @@ def test_fill_the_form_and_read_the_prediction(browser: Any, stack: str, model_d
             if f["name"].startswith(("worst_", "mean_")):
                 page.fill(f"#f-{f['name']}", str(f["observed_max"]))
         page.click("#submit")
-        page.wait_for_function(
-            "document.getElementById('result-prediction').textContent === 'malignant'", timeout=15_000
-        )
+        # A locator assertion, not wait_for_function: the page's CSP forbids eval, rightly.
+        expect(page.locator("#result-prediction")).to_have_text("malignant", timeout=15_000)
         probability = page.inner_text("#result-probability")
         assert probability.endswith("%") and 50.0 <= float(probability.rstrip(" %")) <= 100.0
         assert page.inner_text("#result-version") == "1.0.0"
