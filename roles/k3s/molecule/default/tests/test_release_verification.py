@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import ARTIFACTS, Run, docker_exec
+from conftest import ARTIFACTS, Run, cluster_inventory, docker_exec
 
 # Would change config.yaml on every server if the play reached the hosts.
 CHANGE = {"k3s_tls_san": ["would-change.example.internal"]}
@@ -22,9 +22,11 @@ def _fails_before_hosts_change(
     converge: Callable[..., Run], host_state: Callable[[], dict[str, str]], extra: dict[str, object], *args: str
 ) -> Run:
     before = host_state()
+    token = docker_exec(cluster_inventory()[0], "cat /etc/rancher/k3s/cluster-token").strip()
     run = converge({**CHANGE, **extra}, *args)
     assert run.returncode != 0, run.output[-3000:]
     assert host_state() == before, "a host was changed by a run that had to fail first"
+    assert token not in run.output, "the cluster token appears in the output of a failed run"
     return run
 
 
@@ -72,8 +74,9 @@ def test_pinned_checksum_must_match_the_release(
         ({"k3s_role": "master"}, "k3s_role"),
         ({"k3s_server_group": "k3s_nowhere"}, "k3s_server_group 'k3s_nowhere' is not an inventory group with hosts"),
         ({"k3s_server_config": {"token": "in-clear"}}, "set k3s_token"),
+        ({"k3s_token": "not-the-cluster-token"}, "k3s_token differs from the token kept on"),
     ],
-    ids=["bad-version", "unknown-role", "missing-server-group", "token-in-config"],
+    ids=["bad-version", "unknown-role", "missing-server-group", "token-in-config", "changed-token"],
 )
 def test_bad_input_fails_with_a_message_naming_the_variable(
     converge: Callable[..., Run], host_state: Callable[[], dict[str, str]], extra: dict[str, object], message: str
