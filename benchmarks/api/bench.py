@@ -257,6 +257,18 @@ def main(argv: list[str] | None = None) -> int:
         f"- From server CPU per row: {batch_rows_core:,.0f} rows/s per fully available core: "
         f"{verdict(batch_rows_core >= g_b)}.",
         "",
+        "## Reading these figures",
+        "",
+        "- Both constant baselines run on the same server, middleware (metrics, request log), response",
+        "  class and container limits as `/predict`. The POST baseline receives the same 1.2 kB body and",
+        "  discards it, so predict / POST-constant isolates what the prediction adds (parse and validate",
+        "  thirty fields, range checks, the model, a larger JSON answer); predict / GET-constant also",
+        "  counts the cost of receiving a request body at all.",
+        "- Wall-clock figures on a machine shared with other jobs swing from round to round (see the",
+        "  per-round lines); the ratios are medians of per-round ratios. Server CPU per request comes",
+        "  from the container's cgroup and is far less sensitive to other load: it is the figure to",
+        "  trust when the two disagree. Rows/s per core is 1e6 / (server CPU us per row).",
+        "",
     ]
     args.out.write_text("\n".join(lines))
     print("\n".join(lines))

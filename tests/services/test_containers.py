@@ -100,7 +100,7 @@ def test_api_stops_gracefully_on_sigterm(dock: Docker) -> None:
     api = start_api(dock)
     started = time.monotonic()
     docker("stop", "--time", "20", api.name, timeout=60)
-    assert time.monotonic() - started < 10
+    assert time.monotonic() - started < 18  # well before docker's SIGKILL at 20 s
     assert api.inspect("{{.State.ExitCode}}") == "0"
     events = [json.loads(line).get("event") for line in api.logs().splitlines() if line.startswith("{")]
     assert "stopped" in events and events[-1] == "exited"
@@ -238,5 +238,5 @@ def test_frontend_stops_gracefully(dock: Docker) -> None:
     wait_for(fe.url(8080, "/health"))
     started = time.monotonic()
     docker("stop", "--time", "20", fe.name, timeout=60)
-    assert time.monotonic() - started < 10
+    assert time.monotonic() - started < 18  # well before docker's SIGKILL at 20 s
     assert fe.inspect("{{.State.ExitCode}}") == "0"
