@@ -177,7 +177,8 @@ def main() -> int:
 
             check_runs: dict[str, PlaybookRun] = {}
             for label, prepare in (
-                ("fresh host (python3-apt present)", ""),
+                ("fresh host (python3-apt, no package lists: the test image)", ""),
+                ("fresh host with package lists (apt-get update first)", "apt-get update -qq"),
                 ("fresh host without python3-apt", "dpkg --purge python3-apt"),
             ):
                 host = bench.create_host("check")
@@ -256,11 +257,16 @@ def main() -> int:
         "## Check-mode output",
     ]
     for label, run in check_runs.items():
-        tail = "\n".join(
-            line
-            for line in run.output.splitlines()
-            if re.match(r"^(TASK|changed|ok|skipping|fatal|\S+\s+:\s+ok=|\[after|    \"msg|  msg)", line)
-        )
+        shown: list[str] = []
+        task = ""
+        for line in run.output.splitlines():
+            if line.startswith("TASK"):
+                task = line
+            elif line.startswith(("changed", "fatal")):
+                shown += [task, line]
+            elif re.match(r'^(\S+\s+:\s+ok=|\[after|\s+"?msg"?:)', line):
+                shown.append(line)
+        tail = "\n".join(shown)
         lines += ["", f"### {label}", "", "```", tail.strip(), "```"]
     RESULTS.write_text("\n".join(lines) + "\n")
     print(
