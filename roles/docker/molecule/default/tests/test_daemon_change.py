@@ -94,3 +94,16 @@ def test_missing_compose_plugin_fails_the_role(host: Any) -> None:
         host.check_output(f"mv {plugin}.aside {plugin}")
     assert rc != 0
     assert "the Compose plugin found is 'none'" in flat(output), output[-4000:]
+
+
+def test_listed_account_is_added_to_the_docker_group(host: Any) -> None:
+    account = "mlops-test-operator"
+    host.check_output(f"useradd --system --no-create-home {account}")
+    try:
+        rc, output, changed = run_playbook("converge.yml", "--extra-vars", json.dumps({"docker_users": [account]}))
+        assert rc == 0, output[-4000:]
+        assert all(count == 1 for count in changed.values()), output[-4000:]
+        assert "docker" in host.user(account).groups
+    finally:
+        host.run(f"userdel {account}")
+    assert host.check_output("getent group docker").split(":")[3] == ""
