@@ -8,6 +8,7 @@ made from inside the test host to 127.0.0.1 with the test key pair made by prepa
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -231,8 +232,9 @@ def test_password_login_is_refused_with_the_right_password(host: Host) -> None:
     assert login.rc == 255
     assert "Permission denied (publickey)" in login.stderr
     # The server offers public keys and nothing else: no password, no keyboard-interactive.
-    assert "Authentications that can continue: publickey\n" in login.stderr + "\n"
-    assert "password,keyboard-interactive" not in login.stderr.replace("Preferred", "")
+    offered = re.findall(r"Authentications that can continue: (\S*)", login.stderr)
+    assert offered
+    assert set(offered) == {"publickey"}
 
 
 def test_allow_groups_refuses_a_valid_key_outside_the_group(host: Host) -> None:
@@ -264,6 +266,15 @@ def sysctl_file(host: Host) -> dict[str, str]:
     return entries
 
 
+def live_sysctl(host: Host, keys: list[str]) -> dict[str, str]:
+    """Live values, read in one call (each call to the host costs a second or more)."""
+    live: dict[str, str] = {}
+    for line in host.check_output("sysctl " + " ".join(keys)).splitlines():
+        key, _, value = line.partition(" = ")
+        live[key] = value
+    return live
+
+
 def test_sysctl_file_holds_every_key_with_forwarding_on_for_docker(host: Host) -> None:
     entries = sysctl_file(host)
     assert entries == expected_sysctl()
@@ -281,8 +292,7 @@ def test_forwarding_is_live_on_for_docker(host: Host) -> None:
 def test_network_namespace_keys_are_applied_live(host: Host) -> None:
     applied = {k: v for k, v in expected_sysctl().items() if k.startswith(("net.ipv4.", "net.ipv6."))}
     assert applied
-    live = {k: host.check_output(f"sysctl -n {k}") for k in applied}
-    assert live == applied
+    assert live_sysctl(host, list(applied)) == applied
 
 
 def test_whole_kernel_keys_are_written_but_not_applied_in_a_container(host: Host) -> None:
@@ -293,8 +303,7 @@ def test_whole_kernel_keys_are_written_but_not_applied_in_a_container(host: Host
         key, _, value = line.partition(" = ")
         before[key] = value
     assert before
-    now = {k: host.check_output(f"sysctl -n {k}") for k in before}
-    assert now == before
+    assert live_sysctl(host, list(before)) == before
     assert set(before) <= set(sysctl_file(host))
 
 
