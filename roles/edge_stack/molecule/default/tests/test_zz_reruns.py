@@ -66,6 +66,22 @@ def test_a_rendering_compose_refuses_never_goes_live(host: Any) -> None:
     assert snapshot(host) == before
 
 
+def test_an_unhealthy_service_fails_the_run_with_its_probe_and_logs(host: Any) -> None:
+    """The frontend probed with wget, which its image lacks: the run fails naming the service,
+    its health, the probe's own error and its logs (the next test's runs restore the stack)."""
+    probes = {"inference-api": "python3", "frontend": "wget", "prometheus": "promtool"}
+    timing = {"interval": "2s", "timeout": "2s", "retries": 1, "start_period": "1s", "start_interval": "1s"}
+    extra = {"edge_stack_healthcheck_probes": probes, "edge_stack_healthcheck": timing, "edge_stack_wait_timeout": 60}
+    rc, out = converge("-e", json.dumps(extra))
+    assert rc != 0, out[-3000:]
+    report = out.split("Fail with the services that did not come up and their logs", 1)[-1]
+    assert "did not become healthy" in report, out[-4000:]
+    assert "- frontend (mlops-frontend): running" in report and "health unhealthy" in report, report[:4000]
+    assert "wget" in report and "executable file not found" in report, report[:4000]
+    assert "last probes:" in report and "logs:" in report, report[:4000]
+    assert "- inference-api (" not in report, report[:4000]
+
+
 def test_upgrade_keeps_data_and_reloads_a_drifted_image(host: Any) -> None:
     """One run that recreates Prometheus (new retention) while the API image on the host is not
     the controller's build (retagged): the marker in prometheus-data survives, the API image is
