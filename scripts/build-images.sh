@@ -3,6 +3,13 @@
 #
 #   scripts/build-images.sh            build all images
 #   scripts/build-images.sh inference-api frontend    build only those
+#   scripts/build-images.sh --vendor-only              fetch the vendored web assets, build nothing
+#
+# Swagger UI for the API's /docs is vendored, not loaded from a CDN (clinics are offline):
+# `npm pack` on the host fetches the pinned swagger-ui-dist release (npm checks the
+# registry's integrity hash), this script checks the tarball against the sha512 and sha256
+# recorded below (a changed tarball fails the build), and extracts only what /docs uses
+# into services/inference-api/vendor/swagger-ui/ (git-ignored), which the Dockerfile copies.
 #
 # Prints each step's duration and the image sizes; exits non-zero on the first failure.
 # Idempotent: docker's layer cache makes a re-run with unchanged inputs take seconds.
@@ -10,6 +17,50 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BASE_IMAGE=mlops/debian-base:13
+
+SWAGGER_UI_VERSION=5.35.0
+SWAGGER_UI_SHA512=U06rpMtW9V3XPGOBeamTUSr0Z09jMX4IJuANpE/EZbAhw0G8CgwrzU4YmXkn/h0wCDNsXdGarTNNHC3sU8yVUQ==
+SWAGGER_UI_SHA256=1b8e891893404ea4c3558b6a87e2a3e494e7eedba41168c2ece5800a391a6ea6
+SWAGGER_UI_FILES=(swagger-ui-bundle.js swagger-ui.css favicon-32x32.png LICENSE NOTICE)
+SWAGGER_UI_DIR=$ROOT/services/inference-api/vendor/swagger-ui
+
+# Fetch, verify and extract Swagger UI unless the extracted files are already this version.
+vendor_swagger_ui() {
+  local stamp="$SWAGGER_UI_DIR/.version" f ok=1
+  for f in "${SWAGGER_UI_FILES[@]}"; do [ -s "$SWAGGER_UI_DIR/$f" ] || ok=0; done
+  if ((ok)) && [ "$(cat "$stamp" 2>/dev/null)" = "$SWAGGER_UI_VERSION $SWAGGER_UI_SHA256" ]; then
+    return 0
+  fi
+  echo "==> swagger-ui-dist $SWAGGER_UI_VERSION (npm pack) -> ${SWAGGER_UI_DIR#"$ROOT"/}"
+  command -v npm >/dev/null || { echo "error: npm is needed on the host to fetch swagger-ui-dist" >&2; exit 1; }
+  local tmp tgz
+  tmp=$(mktemp -d)
+  VENDOR_TMP=$tmp
+  (cd "$tmp" && npm pack --silent "swagger-ui-dist@$SWAGGER_UI_VERSION" >/dev/null) || {
+    echo "error: npm pack swagger-ui-dist@$SWAGGER_UI_VERSION failed" >&2; exit 1; }
+  tgz="$tmp/swagger-ui-dist-$SWAGGER_UI_VERSION.tgz"
+  local got512 got256
+  got512=$(openssl dgst -sha512 -binary "$tgz" | base64 -w0)
+  got256=$(sha256sum "$tgz" | cut -d' ' -f1)
+  if [ "$got512" != "$SWAGGER_UI_SHA512" ] || [ "$got256" != "$SWAGGER_UI_SHA256" ]; then
+    echo "error: swagger-ui-dist-$SWAGGER_UI_VERSION.tgz changed: sha512-$got512 sha256 $got256," >&2
+    echo "       recorded sha512-$SWAGGER_UI_SHA512 sha256 $SWAGGER_UI_SHA256" >&2
+    exit 1
+  fi
+  tar -xzf "$tgz" -C "$tmp" "${SWAGGER_UI_FILES[@]/#/package/}"
+  rm -rf "$SWAGGER_UI_DIR"
+  mkdir -p "$SWAGGER_UI_DIR"
+  for f in "${SWAGGER_UI_FILES[@]}"; do install -m 0644 "$tmp/package/$f" "$SWAGGER_UI_DIR/$f"; done
+  echo "$SWAGGER_UI_VERSION $SWAGGER_UI_SHA256" >"$SWAGGER_UI_DIR/.version"
+  rm -rf "$tmp"
+}
+VENDOR_TMP=
+trap 'rm -rf "${VENDOR_TMP:-/nonexistent}"' EXIT
+
+if [ "${1:-}" = --vendor-only ]; then
+  vendor_swagger_ui
+  exit 0
+fi
 
 # name | image tag | context | Dockerfile (relative to the context)
 IMAGES=(
@@ -43,6 +94,7 @@ for entry in "${IMAGES[@]}"; do
     echo "error: $context/$dockerfile is missing" >&2
     exit 1
   fi
+  [ "$name" = inference-api ] && vendor_swagger_ui
   echo "==> $tag ($context/$dockerfile)"
   t0=$(date +%s)
   log=$(mktemp)

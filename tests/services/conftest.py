@@ -69,6 +69,43 @@ def record(model_doc: dict[str, Any]) -> dict[str, float]:
     return {f["name"]: f["median"] for f in model_doc["features"]}
 
 
+@pytest.fixture(scope="session")
+def swagger_assets() -> Path:
+    """Swagger UI's vendored files (scripts/build-images.sh --vendor-only fetches them with npm)."""
+    target = API_DIR / "vendor" / "swagger-ui"
+    if not (target / "swagger-ui-bundle.js").is_file():
+        if shutil.which("npm") is None:
+            if os.environ.get("CI"):
+                pytest.fail("npm is missing under CI: Swagger UI's files cannot be fetched")
+            pytest.skip("npm is not installed: Swagger UI's files cannot be fetched")
+        run = subprocess.run(
+            [str(ROOT / "scripts" / "build-images.sh"), "--vendor-only"],
+            capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+        if run.returncode != 0:
+            pytest.fail(f"scripts/build-images.sh --vendor-only failed:\n{run.stdout}\n{run.stderr}")
+    return target
+
+
+ASSET_TYPES = {".js": "text/javascript", ".css": "text/css", ".png": "image/png"}
+
+
+def docs_assets(page: str, prefix: str) -> list[str]:
+    """The URLs /docs loads (scripts, stylesheets, icon), checked to be local below `prefix`,
+    with no inline script or style (the frontend's CSP allows neither)."""
+    import re
+
+    urls = re.findall(r'(?:src|href)="([^"]*)"', page)
+    assert urls, page
+    for url in urls:
+        assert url.startswith(prefix + "/") and not url.startswith("//"), url
+    assert "http:" not in page and "https:" not in page and "cdn" not in page.lower()
+    assert re.findall(r"<script(?![^>]*\bsrc=)[^>]*>", page) == [], "inline script"
+    assert "<style" not in page and "style=" not in page
+    assert f'data-openapi-url="{prefix}/openapi.json"' in page
+    return urls
+
+
 @pytest.fixture
 def settings() -> Settings:
     return Settings(model_dir=MODELS_DIR, max_batch_rows=50, max_body_bytes=256 * 1024)

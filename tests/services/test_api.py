@@ -8,6 +8,7 @@ import re
 from typing import Any
 
 import pytest
+from conftest import ASSET_TYPES, docs_assets
 from mlops_inference.app import create_app
 from mlops_inference.schemas import FEATURES
 from mlops_inference.settings import Settings, SettingsError
@@ -74,6 +75,38 @@ def test_docs_and_openapi_describe_predict(client: Any) -> None:
 
 def test_docs_behind_the_api_prefix_point_at_the_prefixed_spec(client: Any) -> None:
     assert "/api/openapi.json" in client.get("/api/docs").text
+
+
+@pytest.mark.parametrize("prefix", ["", "/api"])
+def test_docs_load_only_local_assets_that_are_served(client: Any, swagger_assets: Any, prefix: str) -> None:
+    resp = client.get(prefix + "/docs")
+    assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/html")
+    urls = docs_assets(resp.text, prefix)
+    assert {u.rsplit("/", 1)[1] for u in urls} == {
+        "swagger-ui.css", "favicon-32x32.png", "swagger-ui-bundle.js", "swagger-init.js",
+    }  # fmt: skip
+    for url in urls:
+        asset = client.get(url)
+        assert asset.status_code == 200, url
+        suffix = url[url.rindex(".") :]
+        assert asset.headers["content-type"].split(";")[0] == ASSET_TYPES[suffix], url
+        assert len(asset.content) > 100, url
+    bundle = client.get(prefix + "/static/swagger/swagger-ui-bundle.js").content
+    assert b"SwaggerUIBundle" in bundle and len(bundle) > 500_000
+    init = client.get(prefix + "/docs/swagger-init.js").text
+    assert "SwaggerUIBundle(" in init and "validatorUrl: null" in init and "http" not in init
+    spec = client.get(prefix + "/openapi.json").json()
+    assert spec["openapi"].startswith("3.1")
+    # FastAPI's own CDN page is gone; unknown files are 404.
+    assert client.get(prefix + "/redoc").status_code == 404
+    assert client.get(prefix + "/static/swagger/nope.js").status_code == 404
+
+
+def test_static_files_share_one_metric_route(client: Any, swagger_assets: Any) -> None:
+    client.get("/static/swagger/swagger-ui.css")
+    client.get("/api/static/swagger/swagger-ui-bundle.js")
+    text = client.get("/metrics").text
+    assert 'inference_http_requests_total{method="GET",path="/static/swagger",status="200"} 2.0' in text
 
 
 # ---------------------------------------------------------------- predictions

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import train
-from conftest import API_RUN, FRONTEND_RUN, MODELS_DIR, Docker, docker, http, wait_for
+from conftest import API_RUN, ASSET_TYPES, FRONTEND_RUN, MODELS_DIR, Docker, docker, docs_assets, http, wait_for
 
 pytestmark = pytest.mark.usefixtures("images")
 JSON = {"content-type": "application/json"}
@@ -74,6 +74,39 @@ def test_api_serves_hardened(dock: Docker, record: dict[str, float]) -> None:
     assert "NoNewPrivs:\t1" in status_file
     assert docker("exec", api.name, "touch", "/opt/mlops/models/x", check=False).returncode != 0
     assert docker("exec", api.name, "touch", "/tmp/x", check=False).returncode == 0
+
+
+def check_docs(base: str, prefix: str) -> dict[str, str]:
+    """/docs under `base`: local assets only, each served with its type; the page's headers."""
+    status, headers, body = http(base + prefix + "/docs")
+    assert status == 200 and headers["content-type"].startswith("text/html")
+    urls = docs_assets(body.decode(), prefix)
+    assert len(urls) == 4
+    for url in urls:
+        status, asset_headers, asset = http(base + url)
+        assert status == 200, url
+        assert asset_headers["content-type"].split(";")[0] == ASSET_TYPES[url[url.rindex(".") :]], url
+        assert len(asset) > 100, url
+    status, _, spec = http(base + prefix + "/openapi.json")
+    assert status == 200 and "/predict" in json.loads(spec)["paths"]
+    return headers
+
+
+def test_api_serves_swagger_ui_from_the_image(dock: Docker) -> None:
+    api = start_api(dock)
+    for prefix in ("", "/api"):
+        check_docs(api.url(8000), prefix)
+    listing = docker("exec", api.name, "ls", "/opt/mlops/vendor/swagger-ui").stdout.split()
+    assert sorted(listing) == sorted(
+        ["LICENSE", "NOTICE", "favicon-32x32.png", "swagger-ui-bundle.js", "swagger-ui.css"]
+    )
+
+
+def test_frontend_proxies_api_docs_under_its_csp(dock: Docker) -> None:
+    _, fe = start_stack(dock)
+    headers = check_docs(fe.url(8080), "/api")
+    # The page and its assets pass the frontend's CSP: no inline script (checked above), same origin.
+    assert "script-src 'self'" in headers["content-security-policy"]
 
 
 def test_api_logs_one_json_line_per_request(dock: Docker) -> None:

@@ -106,3 +106,30 @@ def test_fill_the_form_and_read_the_prediction(browser: Any, stack: str, model_d
     assert outside == [], f"the UI reached outside its origin: {outside}"
     assert [e for e in console_errors if "422" not in e] == []
     assert (ARTIFACTS / "ui-prediction.png").stat().st_size > 10_000
+
+
+def test_api_docs_render_through_the_frontend_offline(browser: Any, stack: str) -> None:
+    """Swagger UI at /api/docs, through the frontend and its CSP, from the image's own files."""
+    from playwright.sync_api import expect
+
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    outside: list[str] = []
+    page.on(
+        "request", lambda r: None if r.url.startswith(stack) or r.url.startswith("data:") else outside.append(r.url)
+    )
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    try:
+        page.goto(stack + "/api/docs", wait_until="domcontentloaded")
+        expect(page.locator(".swagger-ui .info .title")).to_contain_text("mlops inference API", timeout=20_000)
+        expect(page.locator(".opblock-summary-path", has_text="/predict")).to_be_visible(timeout=10_000)
+        # The operation expands and shows the request body schema from /api/openapi.json.
+        page.click(".opblock-post .opblock-summary")
+        expect(page.locator(".opblock-post .opblock-body")).to_be_visible(timeout=10_000)
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "api-docs.png"))
+    finally:
+        page.close()
+    assert outside == [], f"/api/docs reached outside its origin: {outside}"
+    assert problems == [], problems

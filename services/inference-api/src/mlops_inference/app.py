@@ -9,17 +9,20 @@ describes the body (see `_openapi`).
 
 from __future__ import annotations
 
+import html
 import logging
 import math
 import operator
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 from pydantic_core import from_json
@@ -43,6 +46,48 @@ _row = operator.attrgetter(*FEATURES)  # a record's values in the model's featur
 _values = operator.itemgetter(*FEATURES)
 _FEATURE_KEYS = frozenset(FEATURES)
 _NUMBER_TYPES = frozenset((float, int))
+
+# Swagger UI's files (swagger-ui-dist, vendored by scripts/build-images.sh): in the image
+# /opt/mlops/vendor/swagger-ui, in the source tree services/inference-api/vendor/swagger-ui.
+SWAGGER_DIR = Path(__file__).resolve().parents[2] / "vendor" / "swagger-ui"
+SWAGGER_PATH = "/static/swagger"
+# /docs has no inline script or style, so it works under a strict Content-Security-Policy
+# (the frontend's script-src 'self' applies to /api/docs); this script starts Swagger UI.
+SWAGGER_INIT_JS = """"use strict";
+(function () {
+  var el = document.getElementById("swagger-ui");
+  window.ui = SwaggerUIBundle({
+    url: el.getAttribute("data-openapi-url"),
+    dom_id: "#swagger-ui",
+    layout: "BaseLayout",
+    deepLinking: true,
+    showExtensions: true,
+    showCommonExtensions: true,
+    validatorUrl: null,
+    presets: [SwaggerUIBundle.presets.apis]
+  });
+})();
+"""
+
+
+def _docs_html(title: str, root: str) -> str:
+    """Swagger UI's page: every URL local and relative to the ASGI root_path (/api)."""
+    r = html.escape(root, quote=True)
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>{html.escape(title)} - Swagger UI</title>
+<link rel="stylesheet" href="{r}{SWAGGER_PATH}/swagger-ui.css">
+<link rel="icon" type="image/png" href="{r}{SWAGGER_PATH}/favicon-32x32.png">
+</head>
+<body>
+<div id="swagger-ui" data-openapi-url="{r}/openapi.json"></div>
+<script src="{r}{SWAGGER_PATH}/swagger-ui-bundle.js"></script>
+<script src="{r}/docs/swagger-init.js"></script>
+</body>
+</html>
+"""
 
 
 def _well_formed_rows(payload: object) -> np.ndarray | None:
@@ -297,8 +342,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "needle aspirate (Wisconsin Diagnostic Breast Cancer features). Decision support only."
         ),
         lifespan=lifespan,
+        # FastAPI's own /docs and /redoc load their scripts from a CDN: blank pages offline.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.service = service
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs(request: Request) -> HTMLResponse:
+        return HTMLResponse(_docs_html(app.title, request.scope.get("root_path", "")))
+
+    @app.get("/docs/swagger-init.js", include_in_schema=False)
+    async def docs_init() -> Response:
+        return Response(SWAGGER_INIT_JS, media_type="text/javascript")
+
+    app.mount(SWAGGER_PATH, StaticFiles(directory=SWAGGER_DIR, check_dir=False), name="swagger-ui")
 
     @app.get("/health", tags=["probes"], summary="Liveness: the process answers")
     async def health() -> dict[str, str]:
@@ -467,5 +525,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.openapi = _openapi  # type: ignore[method-assign]
     routes = [getattr(r, "path", "") for r in app.routes]
-    app.add_middleware(ObservabilityMiddleware, metrics=metrics, routes=routes)
+    app.add_middleware(ObservabilityMiddleware, metrics=metrics, routes=routes, prefixes=(SWAGGER_PATH,))
     return app

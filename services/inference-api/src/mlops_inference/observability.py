@@ -116,13 +116,21 @@ class Metrics:
 class ObservabilityMiddleware:
     """Pure ASGI (no BaseHTTPMiddleware: it costs a task per request on the hot path)."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics, routes: Iterable[str]) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, routes: Iterable[str], prefixes: Iterable[str] = ()) -> None:
         self.app = app
         self.metrics = metrics
         self.routes = frozenset(routes)
+        # Mounted directories (static files): one route label for everything below each.
+        self.prefixes = tuple(prefixes)
         # Labelled children, looked up once per (method, route, status): labels() costs a
         # lock and a dict build on every call. Bounded: known methods x routes x statuses.
         self.children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+
+    def _route_below(self, path: str) -> str:
+        for prefix in self.prefixes:
+            if path.startswith(prefix + "/"):
+                return prefix
+        return "unmatched"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -133,7 +141,7 @@ class ObservabilityMiddleware:
         if path == API_PREFIX or path.startswith(API_PREFIX + "/"):
             scope = dict(scope, root_path=scope.get("root_path", "") + API_PREFIX)
             path = path[len(API_PREFIX) :] or "/"
-        route = path if path in self.routes else "unmatched"
+        route = path if path in self.routes else self._route_below(path)
         request_id = ""
         for key, value in scope["headers"]:
             if key == b"x-request-id":
