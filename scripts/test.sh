@@ -17,8 +17,11 @@ export ANSIBLE_FORCE_COLOR=0 PY_COLORS=0 ANSIBLE_NOCOLOR=1 NO_COLOR=1
 LOGS=${MLOPS_TEST_LOGS:-$ROOT/artifacts/logs}
 mkdir -p "$LOGS"
 
-# Role scenarios in dependency order, then the project-level end-to-end scenario.
-ALL_SCENARIOS=(hardening docker prometheus grafana edge_stack k3s k8s_topology edge)
+# The project-level end-to-end scenario first (the longest), then the role scenarios.
+ALL_SCENARIOS=(edge hardening k8s_topology edge_stack docker k3s prometheus grafana)
+# Scenarios run this many at a time: much of their time is apt downloads and waits, so two
+# at once finish sooner on two cores. Each has its own container names (MLOPS_MOLECULE_PREFIX).
+JOBS=${MLOPS_TEST_JOBS:-2}
 
 passed=0 failed=0
 failures=()
@@ -66,6 +69,29 @@ molecule_scenario() {
   return $rc
 }
 
+# Runs the scenarios JOBS at a time; each one's outcome and duration land in a status file,
+# read back in the order given so the summary does not depend on which finished first.
+molecule_all() {
+  local status_dir; status_dir=$(mktemp -d)
+  for s in "$@"; do
+    while (($(jobs -rp | wc -l) >= JOBS)); do wait -n || true; done
+    (
+      t0=$(date +%s)
+      if molecule_scenario "$s" >"$status_dir/$s.out" 2>&1; then r=PASS; else r=FAIL; fi
+      echo "$r $(($(date +%s) - t0))" >"$status_dir/$s.status"
+    ) &
+  done
+  wait
+  for s in "$@"; do
+    read -r r secs <"$status_dir/$s.status"
+    printf '\n==> molecule: %s (%s, %ss)\n' "$s" "$r" "$secs"
+    cat "$status_dir/$s.out"
+    summary+=("$r  $(printf '%5ss' "$secs")  molecule: $s")
+    if [ "$r" = PASS ]; then passed=$((passed + 1)); else failed=$((failed + 1)); failures+=("molecule: $s"); fi
+  done
+  rm -rf "$status_dir"
+}
+
 what=${1:-all}
 [ $# -gt 0 ] && shift
 
@@ -87,7 +113,7 @@ case "$what" in
   all|molecule)
     scenarios=("$@")
     ((${#scenarios[@]})) || scenarios=("${ALL_SCENARIOS[@]}")
-    for s in "${scenarios[@]}"; do run_step "molecule: $s" molecule_scenario "$s"; done
+    molecule_all "${scenarios[@]}"
     ;;
 esac
 
