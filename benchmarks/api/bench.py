@@ -31,7 +31,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 IMAGE = "mlops/inference-api:1.0.0"
-NAME = "svc-test-bench-api"
+NAME = "perf-bench-api"
 LUA = HERE / "wrk-report.lua"
 GOALS = {"throughput_ratio": 0.8, "p99_ratio": 2.0, "batch_rows_per_s": 50_000}
 
@@ -259,8 +259,9 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "## Reading these figures",
         "",
-        "- Both constant baselines run on the same server, middleware (metrics, request log), response",
-        "  class and container limits as `/predict`. The POST baseline receives the same 1.2 kB body and",
+        "- Both constant baselines run on the same server, middleware (metrics, request log), dispatch",
+        "  (plain ASGI handlers ahead of FastAPI's router, `FastPaths`), way of answering and container",
+        "  limits as `/predict`. The POST baseline receives the same 1.2 kB body and",
         "  discards it, so predict / POST-constant isolates what the prediction adds (parse and validate",
         "  thirty fields, range checks, the model, a larger JSON answer); predict / GET-constant also",
         "  counts the cost of receiving a request body at all.",

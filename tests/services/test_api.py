@@ -435,3 +435,22 @@ def test_batch_with_integers_and_an_unknown_top_level_key(client: Any, record: d
     assert post_json(client, {"records": [{**record, "mean_texture": 20}]}).status_code == 200
     err = only_error(post_json(client, {"records": [record], "note": "x"}), 422)
     assert err["field"] == "note" and err["type"] == "extra_forbidden"
+
+
+def test_fastapi_route_for_predict_answers_like_the_fast_path(settings: Settings, record: dict[str, float]) -> None:
+    """/predict is answered ahead of FastAPI's router (FastPaths); the documented FastAPI
+    route behind it hands over to the same handler, so both give the same answers."""
+    from fastapi.testclient import TestClient
+    from mlops_inference.app import FastPaths
+
+    app, plain = create_app(settings), create_app(settings)
+    plain.user_middleware = [m for m in plain.user_middleware if m.cls is not FastPaths]  # before the first request
+    assert len(plain.user_middleware) == len(app.user_middleware) - 1
+    with TestClient(app) as fast, TestClient(plain) as routed:
+        for body in (record, {"records": [record, record]}, {**record, "mean_area": -5.0}, {"records": []}):
+            a, b = post_json(fast, body), post_json(routed, body)
+            assert (a.status_code, a.json()) == (b.status_code, b.json())
+            assert a.headers.get("x-model-version") == b.headers.get("x-model-version")
+        assert post_json(routed, record).headers["x-model-version"] == "1.0.0"
+    spec = app.openapi()
+    assert "requestBody" in spec["paths"]["/predict"]["post"]

@@ -9,7 +9,10 @@ describes the body (see `_openapi`).
 
 from __future__ import annotations
 
+import gc
 import html
+import itertools
+import json
 import logging
 import math
 import operator
@@ -26,6 +29,7 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 from pydantic_core import from_json
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import __version__
 from .model import Model, ModelError, load_model
@@ -90,28 +94,48 @@ def _docs_html(title: str, root: str) -> str:
 """
 
 
+def _well_formed_record(payload: object) -> list[float] | None:
+    """One record's values in the model's feature order when it has exactly the thirty
+    fields, each a finite JSON number (not a boolean); None when anything is off, so that
+    pydantic judges the body and names the fault. Same rules as PatientFeatures."""
+    if type(payload) is not dict or payload.keys() != _FEATURE_KEYS:
+        return None
+    values = _values(payload)
+    if not _NUMBER_TYPES.issuperset(map(type, values)):
+        return None
+    try:
+        row = list(map(float, values))
+    except OverflowError:  # an integer beyond float range
+        return None
+    return row if all(map(math.isfinite, row)) else None
+
+
 def _well_formed_rows(payload: object) -> np.ndarray | None:
     """The rows of {"records": [record, ...]} when every record has exactly the thirty
     fields, each a finite JSON number (not a boolean); None when anything is off, so that
-    pydantic judges the body and names the fault. Same rules as PatientFeatures, in bulk."""
+    pydantic judges the body and names the fault. Same rules as PatientFeatures, in bulk:
+    each check is one pass over all records in C (map), not a Python loop per record."""
     if type(payload) is not dict or payload.keys() != {"records"}:
         return None
     records = payload["records"]
     if type(records) is not list or not records:
         return None
-    rows = []
-    for r in records:
-        if type(r) is not dict or r.keys() != _FEATURE_KEYS:
-            return None
-        values = _values(r)
-        if not set(map(type, values)) <= _NUMBER_TYPES:
-            return None
-        rows.append(values)
+    if set(map(type, records)) != {dict}:
+        return None
+    if not all(map(operator.eq, map(dict.keys, records), itertools.repeat(_FEATURE_KEYS))):
+        return None
+    rows = list(map(_values, records))
+    if not all(map(_NUMBER_TYPES.issuperset, map(_types, rows))):
+        return None
     try:
-        x = np.array(rows, dtype=np.float64)
+        x = np.fromiter(itertools.chain.from_iterable(rows), np.float64, count=len(rows) * len(FEATURES))
     except OverflowError:  # an integer beyond float range
         return None
-    return x if np.isfinite(x).all() else None
+    return x.reshape(len(rows), len(FEATURES)) if np.isfinite(x).all() else None
+
+
+def _types(values: tuple[Any, ...]) -> map:  # type: ignore[type-arg]
+    return map(type, values)
 
 
 def _field(loc: tuple[str | int, ...]) -> str:
@@ -185,6 +209,11 @@ class Service:
         self._accepted = (model.accepted_min.tolist(), model.accepted_max.tolist())
         self._observed = (model.observed_min.tolist(), model.observed_max.tolist())
         self._warn = [f"{name}: outside the range observed in training" for name in model.features]
+        self._warn_json = [json.dumps(w) for w in self._warn]
+        ref = json.dumps({"name": model.name, "version": model.version}, separators=(",", ":"))
+        self._one_tail = ',"model":' + ref + "}"
+        self._batch_head = '{"model":' + ref + ',"predictions":['
+        self.response_headers = [(b"content-type", b"application/json"), (b"x-model-version", model.version.encode())]
         self._benign = self.metrics.predictions.labels(model.version, "benign")
         self._malignant = self.metrics.predictions.labels(model.version, "malignant")
         self.metrics.model_info.info({"name": model.name, "version": model.version, "sha256": model.sha256})
@@ -258,14 +287,20 @@ class Service:
             body["errors_total"] = len(cells)
         return JSONResponse(body, status_code=422)
 
-    def _result(self, p_benign: float, warnings: list[str]) -> dict[str, Any]:
-        benign = p_benign >= self._threshold
-        return {
-            "prediction": "benign" if benign else "malignant",
-            "probability": p_benign if benign else 1.0 - p_benign,
-            "probabilities": {"malignant": 1.0 - p_benign, "benign": p_benign},
-            "warnings": warnings,
-        }
+    # One prediction as JSON text, built by formatting: json.dumps of a dict per row costs
+    # more than the whole model. Floats print as repr, exactly as json.dumps prints them
+    # (and they are finite: 0 <= p <= 1). Key order as before: prediction, probability,
+    # probabilities, warnings (then model, for a single record).
+    _BENIGN = '{"prediction":"benign","probability":%r,"probabilities":{"malignant":%r,"benign":%r},"warnings":%s'
+    _MALIGNANT = '{"prediction":"malignant","probability":%r,"probabilities":{"malignant":%r,"benign":%r},"warnings":%s'
+
+    def _result(self, p_benign: float, p_malignant: float, warnings: str) -> str:
+        if p_benign >= self._threshold:
+            return self._BENIGN % (p_benign, p_malignant, p_benign, warnings)
+        return self._MALIGNANT % (p_malignant, p_malignant, p_benign, warnings)
+
+    def _warnings(self, columns: Any) -> str:
+        return "[" + ",".join([self._warn_json[c] for c in columns]) + "]"
 
     def _count(self, n_rows: int, n_benign: int) -> None:
         if n_benign:
@@ -274,10 +309,10 @@ class Service:
             self._malignant.inc(n_rows - n_benign)
         self.metrics.batch_rows.observe(n_rows)
 
-    def classify_one(self, row: list[float]) -> JSONResponse | dict[str, Any]:
-        """One record, in plain Python floats: for a single row that is several times
-        faster than numpy's per-call overhead, and computes the same logit and
-        probability (tests compare both paths)."""
+    def classify_one(self, row: list[float]) -> JSONResponse | bytes:
+        """One record, in plain Python floats (for a single row several times faster than
+        numpy's per-call overhead; the same logit and probability, tests compare both paths).
+        The answer's JSON body, or a 422 when a value lies outside the accepted domain."""
         lo, hi = self._accepted
         refused = [c for c, v in enumerate(row) if v < lo[c] or v > hi[c]]
         if refused:
@@ -285,13 +320,14 @@ class Service:
         logit = self._bias + sum(map(operator.mul, row, self._weights))
         p_benign = 0.5 * (1.0 + math.tanh(0.5 * logit))
         olo, ohi = self._observed
-        warnings = [self._warn[c] for c, v in enumerate(row) if v < olo[c] or v > ohi[c]]
+        unusual = [c for c, v in enumerate(row) if v < olo[c] or v > ohi[c]]
         self._count(1, 1 if p_benign >= self._threshold else 0)
-        return self._result(p_benign, warnings)
+        warnings = self._warnings(unusual) if unusual else "[]"
+        return (self._result(p_benign, 1.0 - p_benign, warnings) + self._one_tail).encode()
 
-    def classify_batch(self, x: np.ndarray) -> JSONResponse | list[dict[str, Any]]:
-        """Several records (rows of x) with numpy; refuses them all (422) when one lies
-        outside the accepted domain."""
+    def classify_batch(self, x: np.ndarray) -> JSONResponse | bytes:
+        """Several records (rows of x) with numpy: one matrix product for all rows. The
+        answer's JSON body; a 422 refusing them all when one lies outside the accepted domain."""
         model = self.model
         assert model is not None
         refused = (x < model.accepted_min) | (x > model.accepted_max)
@@ -300,25 +336,99 @@ class Service:
             return self._refuse(cells, lambda r, c: float(x[r, c]), [("records", i) for i in range(len(x))])
         benign = model.predict_proba(x)
         unusual = (x < model.observed_min) | (x > model.observed_max)
-        warn_rows = set(np.flatnonzero(unusual.any(axis=1)).tolist())
+        warn_rows = np.flatnonzero(unusual.any(axis=1)).tolist()
         self._count(len(x), int(np.count_nonzero(benign >= model.threshold)))
-        return [
-            self._result(p, [self._warn[c] for c in np.flatnonzero(unusual[i])] if i in warn_rows else [])
-            for i, p in enumerate(benign.tolist())
+        warnings = ["[]"] * len(x)
+        for i in warn_rows:
+            warnings[i] = self._warnings(np.flatnonzero(unusual[i]).tolist())
+        b_fmt, m_fmt = self._BENIGN, self._MALIGNANT
+        parts = [
+            b_fmt % (b, m, b, w) if is_b else m_fmt % (m, m, b, w)
+            for is_b, b, m, w in zip(
+                (benign >= self._threshold).tolist(), benign.tolist(), (1.0 - benign).tolist(), warnings, strict=True
+            )
         ]
+        return (self._batch_head + "},".join(parts) + "}]}").encode()
 
 
-async def _read_body(request: Request, limit: int) -> bytes | None:
+class _Disconnected(Exception):
+    """The client went away before its body arrived."""
+
+
+async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes | None:
     """The body, or None when it exceeds `limit` bytes (read no further than that)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        return None
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            return None
-    return bytes(body)
+    for key, value in scope["headers"]:
+        if key == b"content-length":
+            if value.isdigit() and int(value) > limit:
+                return None
+            break
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _Disconnected
+        chunk = message.get("body", b"")
+        if chunk:
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                return None
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+async def _send_json(send: Send, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    await send(
+        {"type": "http.response.start", "status": 200, "headers": [*headers, (b"content-length", b"%d" % len(body))]}
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class _Delegate(Response):
+    """A response that runs an ASGI handler: FastAPI's route for /predict hands over to the
+    same handler that FastPaths calls directly."""
+
+    def __init__(self, handler: Any) -> None:
+        self.handler = handler
+        self.background = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.handler(scope, receive, send)
+
+
+class FastPaths:
+    """Answers the hot routes (POST /predict, and the benchmark baselines on the same
+    footing) as plain ASGI handlers, without FastAPI's routing and dependency solving:
+    that machinery costs more per request than the model. Everything else, and every
+    other method on these paths, goes to the FastAPI app unchanged. Under the /api prefix
+    the path is matched without it (ObservabilityMiddleware sets root_path)."""
+
+    def __init__(self, app: ASGIApp, handlers: dict[tuple[str, str], Any]) -> None:
+        self.app = app
+        self.handlers = handlers
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path = scope["path"]
+            root = scope.get("root_path", "")
+            if root and path.startswith(root):
+                path = path[len(root) :]
+            handler = self.handlers.get((scope["method"], path))
+            if handler is not None:
+                try:
+                    await handler(scope, receive, send)
+                except _Disconnected:
+                    pass
+                return
+        await self.app(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -328,6 +438,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # Everything built so far (FastAPI, pydantic, numpy, the model) lives as long as the
+        # process: out of the collector's sight, a full collection no longer walks it while
+        # a request waits.
+        gc.freeze()
         log.info(
             "started", extra={"fields": {"event": "started", "port": settings.port, "ready": service.model is not None}}
         )
@@ -347,16 +461,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.service = service
-
-    @app.get("/docs", include_in_schema=False)
-    async def docs(request: Request) -> HTMLResponse:
-        return HTMLResponse(_docs_html(app.title, request.scope.get("root_path", "")))
-
-    @app.get("/docs/swagger-init.js", include_in_schema=False)
-    async def docs_init() -> Response:
-        return Response(SWAGGER_INIT_JS, media_type="text/javascript")
-
-    app.mount(SWAGGER_PATH, StaticFiles(directory=SWAGGER_DIR, check_dir=False), name="swagger-ui")
 
     @app.get("/health", tags=["probes"], summary="Liveness: the process answers")
     async def health() -> dict[str, str]:
@@ -401,44 +505,57 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         },
     )
     async def predict(request: Request) -> Response:
-        model = service.model
-        if model is None:
+        return _Delegate(predict_asgi)
+
+    async def predict_asgi(scope: Scope, receive: Receive, send: Send) -> None:
+        answer = await predict_answer(scope, receive)
+        if isinstance(answer, bytes):
+            await _send_json(send, answer, service.response_headers)
+        else:
+            await answer(scope, receive, send)
+
+    def judge_one(payload: object, raw: bytes) -> JSONResponse | bytes:
+        """One record (a parsed body without "records"): the fast check, else pydantic
+        (from the bytes, as ever, unless the word "records" is in them: then from the
+        parsed body, so the messages stay exactly what they were)."""
+        row = _well_formed_record(payload)
+        if row is None:
+            try:
+                if b'"records"' in raw:
+                    record = PatientFeatures.model_validate(payload)
+                else:
+                    record = PatientFeatures.model_validate_json(raw)
+            except ValidationError as exc:
+                return _validation_error(exc, metrics)
+            row = list(_row(record))
+        return service.classify_one(row)
+
+    async def predict_answer(scope: Scope, receive: Receive) -> Response | bytes:
+        if service.model is None:
             return JSONResponse({"status": "not ready", "reason": service.model_error}, status_code=503)
-        if not _is_json(request.headers.get("content-type")):
+        if not _is_json(_header(scope, b"content-type")):
             metrics.invalid.labels("content_type").inc()
             return _error(
                 415, "content-type", "unsupported_media_type", "must be application/json", ["header", "content-type"]
             )
-        raw = await _read_body(request, settings.max_body_bytes)
+        raw = await _read_body(scope, receive, settings.max_body_bytes)
         if raw is None:
             metrics.invalid.labels("too_large").inc()
             return _error(413, "body", "too_large", f"exceeds {settings.max_body_bytes} bytes")
-        ref = {"name": model.name, "version": model.version}
-        headers = {"x-model-version": model.version}
-
-        def answer_one(record: PatientFeatures) -> JSONResponse:
-            one = service.classify_one(list(_row(record)))
-            if isinstance(one, JSONResponse):
-                return one
-            one["model"] = ref
-            return JSONResponse(one, headers=headers)
-
-        if b'"records"' not in raw:
-            # One record: parsed and validated in one pass by pydantic-core, straight from bytes.
-            try:
-                record = PatientFeatures.model_validate_json(raw)
-            except ValidationError as exc:
-                return _validation_error(exc, metrics)
-            return answer_one(record)
-        # A batch. Well-formed batches take a fast path (parse, then check keys, types and
-        # finiteness in bulk); anything else goes to pydantic, which finds and names the
-        # fault. The body limit bounds the work an oversized batch causes before its length
-        # is judged.
+        # Parse once (pydantic-core, from bytes); well-formed bodies take the fast checks
+        # (keys, types and finiteness in bulk); anything else goes to pydantic, which finds
+        # and names the fault. The body limit bounds the work an oversized batch causes
+        # before its length is judged.
         try:
             payload = from_json(raw)
         except ValueError as exc:
             metrics.invalid.labels("malformed_json").inc()
-            return _error(400, "body", "json_invalid", f"malformed JSON: {exc}")
+            # Worded as before: pydantic's "Invalid JSON: ..." where it judged the bytes.
+            reason = f"Invalid JSON: {exc}" if b'"records"' not in raw else str(exc)
+            return _error(400, "body", "json_invalid", f"malformed JSON: {reason}")
+        if type(payload) is not dict or "records" not in payload:
+            # One record (or not an object): "records" may still appear inside a value.
+            return judge_one(payload, raw)
         fast = _well_formed_rows(payload)
         if fast is not None:
             n = len(fast)
@@ -448,17 +565,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     413, "records", "too_long", f"a batch holds at most {settings.max_batch_rows} records, got {n}",
                     ["body", "records"],
                 )  # fmt: skip
-            result = service.classify_batch(fast)
-            if isinstance(result, JSONResponse):
-                return result
-            return JSONResponse({"model": ref, "predictions": result}, headers=headers)
-        if not isinstance(payload, dict) or "records" not in payload:
-            # No "records" member: the word appeared inside a value. Judge one record.
-            try:
-                record = PatientFeatures.model_validate(payload)
-            except ValidationError as exc:
-                return _validation_error(exc, metrics)
-            return answer_one(record)
+            return service.classify_batch(fast)
         try:
             batch = BatchRequest.model_validate(payload)
         except ValidationError as exc:
@@ -475,28 +582,48 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 f"a batch holds at most {settings.max_batch_rows} records, got {len(batch.records)}",
                 ["body", "records"],
             )
-        result = service.classify_batch(np.asarray([_row(r) for r in batch.records], dtype=np.float64))
-        if isinstance(result, JSONResponse):
-            return result
-        return JSONResponse({"model": ref, "predictions": result}, headers=headers)
+        return service.classify_batch(np.asarray([_row(r) for r in batch.records], dtype=np.float64))
+
+    fast_paths: dict[tuple[str, str], Any] = {("POST", "/predict"): predict_asgi}
 
     @app.get("/metrics", tags=["probes"], summary="Prometheus exposition", response_class=Response)
     async def prometheus_metrics() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     if settings.benchmark_endpoint:
-        # Internal benchmark baseline (ENABLE_BENCHMARK_ENDPOINT=1): the same server, middleware
-        # and response class as /predict, with no work. The POST variant reads the body.
-        constant = {"status": "ok", "constant": True}
+        # Internal benchmark baseline (ENABLE_BENCHMARK_ENDPOINT=1): the same server,
+        # middleware, dispatch (FastPaths) and way of answering as /predict, with no work.
+        # The POST variant reads the body and discards it.
+        constant = b'{"status":"ok","constant":true}'
+        constant_headers = [(b"content-type", b"application/json")]
+
+        async def constant_get(scope: Scope, receive: Receive, send: Send) -> None:
+            await _send_json(send, constant, constant_headers)
+
+        async def constant_post(scope: Scope, receive: Receive, send: Send) -> None:
+            await _read_body(scope, receive, settings.max_body_bytes)
+            await _send_json(send, constant, constant_headers)
+
+        fast_paths[("GET", "/benchmark/constant")] = constant_get
+        fast_paths[("POST", "/benchmark/constant")] = constant_post
 
         @app.get("/benchmark/constant", include_in_schema=False)
-        async def constant_get() -> JSONResponse:
-            return JSONResponse(constant)
+        async def constant_get_route() -> Response:
+            return _Delegate(constant_get)
 
         @app.post("/benchmark/constant", include_in_schema=False)
-        async def constant_post(request: Request) -> JSONResponse:
-            await request.body()
-            return JSONResponse(constant)
+        async def constant_post_route() -> Response:
+            return _Delegate(constant_post)
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs(request: Request) -> HTMLResponse:
+        return HTMLResponse(_docs_html(app.title, request.scope.get("root_path", "")))
+
+    @app.get("/docs/swagger-init.js", include_in_schema=False)
+    async def docs_init() -> Response:
+        return Response(SWAGGER_INIT_JS, media_type="text/javascript")
+
+    app.mount(SWAGGER_PATH, StaticFiles(directory=SWAGGER_DIR, check_dir=False), name="swagger-ui")
 
     def _openapi() -> dict[str, Any]:
         if app.openapi_schema:
@@ -525,5 +652,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.openapi = _openapi  # type: ignore[method-assign]
     routes = [getattr(r, "path", "") for r in app.routes]
+    app.add_middleware(FastPaths, handlers=fast_paths)  # inside ObservabilityMiddleware: measured and logged
     app.add_middleware(ObservabilityMiddleware, metrics=metrics, routes=routes, prefixes=(SWAGGER_PATH,))
     return app
