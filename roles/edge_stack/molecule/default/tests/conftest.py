@@ -45,6 +45,18 @@ def converge(*extra: str) -> tuple[int, str]:
     return run.returncode, ANSI.sub("", run.stdout + run.stderr)
 
 
+def controller_image_ids() -> dict[str, str]:
+    """Image IDs of the enabled services' images on the controller (what the bundles carry)."""
+    ids: dict[str, str] = {}
+    for service in ENABLED:
+        ref = CATALOGUE["mlops_images"][service]
+        run = subprocess.run(
+            ["docker", "image", "inspect", "--format", "{{.Id}}", ref], capture_output=True, text=True, check=True
+        )
+        ids[service] = run.stdout.strip()
+    return ids
+
+
 def changed(output: str) -> int:
     recaps = RECAP.findall(output)
     assert recaps, output[-3000:]

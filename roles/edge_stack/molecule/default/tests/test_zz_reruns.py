@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CATALOGUE, COMPOSE_FILE, ENABLED, changed, converge, inspect
+from conftest import CATALOGUE, COMPOSE_FILE, ENABLED, changed, controller_image_ids, converge, inspect
 
 MARKER = "/var/lib/docker/volumes/prometheus-data/_data/edge-stack-marker"
 
@@ -70,8 +70,10 @@ def test_an_unhealthy_service_fails_the_run_with_its_probe_and_logs(host: Any) -
     """The frontend probed with wget, which its image lacks: the run fails naming the service,
     its health, the probe's own error and its logs (the next test's runs restore the stack)."""
     probes = {"inference-api": "python3", "frontend": "wget", "prometheus": "promtool"}
-    timing = {"interval": "2s", "timeout": "2s", "retries": 1, "start_period": "1s", "start_interval": "1s"}
-    extra = {"edge_stack_healthcheck_probes": probes, "edge_stack_healthcheck": timing, "edge_stack_wait_timeout": 60}
+    # Healthy services pass within the start period (a loaded machine is slow to start Python);
+    # the frontend's failures count once it is over.
+    timing = {"interval": "5s", "timeout": "10s", "retries": 1, "start_period": "30s", "start_interval": "1s"}
+    extra = {"edge_stack_healthcheck_probes": probes, "edge_stack_healthcheck": timing, "edge_stack_wait_timeout": 90}
     rc, out = converge("-e", json.dumps(extra))
     assert rc != 0, out[-3000:]
     report = out.split("Fail with the services that did not come up and their logs", 1)[-1]
@@ -112,5 +114,12 @@ def test_upgrade_keeps_data_and_reloads_a_drifted_image(host: Any) -> None:
     assert rc == 0, out[-4000:]
     assert host.file(MARKER).content_string.strip() == "persisted"
     assert "--storage.tsdb.retention.time=9d" not in inspect(host, prometheus)["Args"]
-    rc, out = converge()
-    assert rc == 0 and changed(out) == 0, out[-4000:]
+    # Other work may rebuild an image on the controller meanwhile: that is a real change (the
+    # new build is delivered), so stability is only required of a run whose images stood still.
+    for _attempt in range(3):
+        built_before = controller_image_ids()
+        rc, out = converge()
+        assert rc == 0, out[-4000:]
+        if controller_image_ids() == built_before:
+            break
+    assert changed(out) == 0, out[-4000:]
