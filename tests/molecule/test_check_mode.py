@@ -36,4 +36,13 @@ def test_check_mode_reports_no_change_on_converged_host() -> None:
     recaps = RECAP.findall(output)
     assert recaps, output[-4000:]
     changed = {host: int(c) for host, c, _u, _f in recaps if int(c)}
-    assert not changed, f"check mode would change {changed}:\n{output[-6000:]}"
+    assert not changed, f"check mode would change {changed}:\n" + "\n".join(changed_tasks(output))
+
+
+def changed_tasks(output: str) -> list[str]:
+    """Each task that reported a change, with its diff: what check mode would do."""
+    found = []
+    for block in re.split(r"^(?=TASK \[)", output, flags=re.M):
+        if re.search(r"^changed: \[", block, re.M):
+            found.append(block.strip()[:3000])
+    return found
