@@ -101,7 +101,8 @@ def test_prometheus_scrapes_the_inference_api(prometheus: str) -> None:
 def test_prometheus_runs_with_the_configured_retention(prometheus: str) -> None:
     flags = requests.get(f"{prometheus}/api/v1/status/flags", timeout=10).json()["data"]
     assert flags["storage.tsdb.retention.time"] == "12d"
-    assert flags["storage.tsdb.retention.size"] == "1GB"
+    # Prometheus reads sizes in powers of two and prints them so: 1GB is 1GiB.
+    assert flags["storage.tsdb.retention.size"] == "1GiB"
 
 
 def test_prometheus_loaded_the_alert_rules(prometheus: str) -> None:
