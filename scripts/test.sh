@@ -52,7 +52,7 @@ lint() {
 }
 
 pytest_suites() {
-  python -m pytest -p no:cacheprovider tests/ --ignore=tests/molecule -ra
+  python -m pytest -p no:cacheprovider tests/ roles/docker/tests --ignore=tests/molecule -ra
 }
 
 molecule_scenario() {
