@@ -47,6 +47,8 @@ apt_install() {
 cmd_toolchain() {
   step "Debian packages for the toolchain"
   apt_install "${HOST_PACKAGES[@]}"
+  # npm fetches the pinned Swagger UI assets for the API image; a machine with Node.js has it.
+  command -v npm >/dev/null || apt_install npm
   done_step
   step "Python toolchain in $VENV (requirements.txt)"
   [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
