@@ -3,37 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
-import re
-import subprocess
-from pathlib import Path
 from typing import Any
 
+import ansible_run
 import pytest
 
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
-RECAP = re.compile(r"^(\S+)\s+:\s+ok=\d+\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
 IMAGE = "mlops-test/busybox:latest"
 
 
 def run_playbook(playbook: str, *extra: str) -> tuple[int, str, dict[str, int]]:
     """Run a playbook of this scenario against its test host; return rc, output, changed per host."""
-    scenario = Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"])
-    env = dict(
-        os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0", ANSIBLE_STDOUT_CALLBACK="ansible.builtin.default"
-    )
-    env.pop("ANSIBLE_CALLBACKS_ENABLED", None)
-    run = subprocess.run(
-        ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(scenario / playbook), *extra],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=900,
-        check=False,
-    )
-    output = ANSI.sub("", run.stdout + run.stderr)
-    changed = {host: int(c) for host, c, _u, _f in RECAP.findall(output)}
-    return run.returncode, output, changed
+    run = ansible_run.run_playbook(playbook, *extra)
+    return run.returncode, run.output, run.changed
 
 
 def flat(output: str) -> str:

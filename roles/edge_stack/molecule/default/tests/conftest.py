@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 from pathlib import Path
 from typing import Any
 
+import ansible_run
 import pytest
 import yaml
 
@@ -17,7 +17,6 @@ CATALOGUE: dict[str, Any] = yaml.safe_load((REPO / "roles/mlops/defaults/main.ym
 # What the scenario deploys (molecule.yml): Grafana is disabled, no image can be had offline.
 ENABLED = {k: v for k, v in CATALOGUE["mlops_services"].items() if k != "grafana"}
 COMPOSE_FILE = "/etc/mlops/compose/compose.yml"
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
 RECAP = re.compile(r"^\S+\s+:\s+ok=\d+\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
 
 
@@ -30,19 +29,8 @@ def inspect(host: Any, name: str) -> dict[str, Any]:
 
 def converge(*extra: str) -> tuple[int, str]:
     """Runs the scenario's converge playbook again, with extra ansible-playbook arguments."""
-    scenario = Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"])
-    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
-    env["ANSIBLE_STDOUT_CALLBACK"] = "ansible.builtin.default"
-    env.pop("ANSIBLE_CALLBACKS_ENABLED", None)
-    run = subprocess.run(
-        ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(scenario / "converge.yml"), *extra],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=1500,
-        check=False,
-    )
-    return run.returncode, ANSI.sub("", run.stdout + run.stderr)
+    run = ansible_run.run_playbook("converge.yml", *extra, timeout=1500)
+    return run.returncode, run.output
 
 
 def controller_image_ids() -> dict[str, str]:

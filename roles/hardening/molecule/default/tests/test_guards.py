@@ -8,37 +8,20 @@ has its old configuration and still lets the deploy user in.
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-from pathlib import Path
 from typing import Any
 
+import ansible_run
 from testinfra.host import Host
 
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
 DROPIN = "/etc/ssh/sshd_config.d/00-mlops-hardening.conf"
 KEY = "/root/molecule_test_key"
 
 
 def converge(host: Host, extra_vars: dict[str, Any], *args: str) -> tuple[int, str]:
-    scenario = Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"])
-    env = dict(
-        os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0", ANSIBLE_STDOUT_CALLBACK="ansible.builtin.default"
-    )
-    env.pop("ANSIBLE_CALLBACKS_ENABLED", None)
     limit = host.backend.get_hostname()
-    command = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], "--limit", limit]
-    command += ["--extra-vars", json.dumps(extra_vars), *args, str(scenario / "converge.yml")]
-    run = subprocess.run(
-        command,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=900,
-        check=False,
-    )
-    return run.returncode, ANSI.sub("", run.stdout + run.stderr)
+    run = ansible_run.run_playbook("converge.yml", "--limit", limit, "--extra-vars", json.dumps(extra_vars), *args)
+    return run.returncode, run.output
 
 
 def sshd_state(host: Host) -> tuple[str, str, str]:

@@ -16,10 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import ansible_run
 import pytest
 import yaml
 
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
 RECAP = re.compile(r"^(\S+)\s+:\s+ok=\d+\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
 EPHEMERAL = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "/nonexistent"))
 RELEASE = EPHEMERAL / "release"
@@ -83,21 +83,9 @@ def converge() -> Callable[..., Run]:
     """Run the scenario's converge.yml with extra variables and return its output."""
 
     def run(extra_vars: dict[str, object] | None = None, *args: str) -> Run:
-        env = dict(
-            os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0", ANSIBLE_STDOUT_CALLBACK="ansible.builtin.default"
-        )
-        env.pop("ANSIBLE_CALLBACKS_ENABLED", None)
-        command = [
-            "ansible-playbook",
-            "-i",
-            os.environ["MOLECULE_INVENTORY_FILE"],
-            *args,
-            str(Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"]) / "converge.yml"),
-        ]
-        if extra_vars:
-            command[1:1] = ["-e", json.dumps(extra_vars)]
-        done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900, check=False)
-        return Run(done.returncode, ANSI.sub("", done.stdout + done.stderr))
+        extra = ["-e", json.dumps(extra_vars)] if extra_vars else []
+        done = ansible_run.run_playbook("converge.yml", *extra, *args)
+        return Run(done.returncode, done.output)
 
     return run
 

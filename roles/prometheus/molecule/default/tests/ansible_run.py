@@ -1,0 +1,1 @@
+../../../../../tests/molecule/ansible_run.py
