@@ -51,16 +51,22 @@ def stack(dock: Docker) -> str:
     return fe.url(8080)
 
 
-def test_fill_the_form_and_read_the_prediction(browser: Any, stack: str, model_doc: dict[str, Any]) -> None:
-    from playwright.sync_api import expect
-
-    page = browser.new_page(viewport={"width": 1280, "height": 1400})
+def watched_page(browser: Any, stack: str, height: int) -> tuple[Any, list[str], list[str]]:
+    """A new page that records every request leaving the stack's origin and every console error."""
+    page = browser.new_page(viewport={"width": 1280, "height": height})
     outside: list[str] = []
     page.on(
         "request", lambda r: None if r.url.startswith(stack) or r.url.startswith("data:") else outside.append(r.url)
     )
-    console_errors: list[str] = []
-    page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    return page, outside, errors
+
+
+def test_fill_the_form_and_read_the_prediction(browser: Any, stack: str, model_doc: dict[str, Any]) -> None:
+    from playwright.sync_api import expect
+
+    page, outside, console_errors = watched_page(browser, stack, height=1400)
     try:
         page.goto(stack + "/", wait_until="domcontentloaded")
         # Status strip from /api/health and /api/ready.
@@ -112,13 +118,7 @@ def test_api_docs_render_through_the_frontend_offline(browser: Any, stack: str) 
     """Swagger UI at /api/docs, through the frontend and its CSP, from the image's own files."""
     from playwright.sync_api import expect
 
-    page = browser.new_page(viewport={"width": 1280, "height": 1000})
-    outside: list[str] = []
-    page.on(
-        "request", lambda r: None if r.url.startswith(stack) or r.url.startswith("data:") else outside.append(r.url)
-    )
-    problems: list[str] = []
-    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page, outside, problems = watched_page(browser, stack, height=1000)
     page.on("pageerror", lambda e: problems.append(str(e)))
     try:
         page.goto(stack + "/api/docs", wait_until="domcontentloaded")
