@@ -17,12 +17,14 @@ DIRS = [
     f"{GRAFANA_DIR}/provisioning/plugins",
     f"{GRAFANA_DIR}/provisioning/alerting",
     f"{GRAFANA_DIR}/dashboards",
+    f"{GRAFANA_DIR}/secrets",
 ]
 FILES = [
     f"{GRAFANA_DIR}/provisioning/datasources/mlops-prometheus.yml",
     f"{GRAFANA_DIR}/provisioning/dashboards/mlops.yml",
     f"{GRAFANA_DIR}/dashboards/inference-api.json",
 ]
+PASSWORD_FILE = f"{GRAFANA_DIR}/secrets/admin-password"
 AS_GRAFANA = "setpriv --reuid=472 --regid=472 --clear-groups --"
 
 
@@ -44,7 +46,7 @@ def test_files_are_root_owned_and_readable_by_grafana_only(host: Any, path: str)
 
 def test_no_other_files_are_provisioned(host: Any) -> None:
     found = host.run(f"find {GRAFANA_DIR} -type f | sort").stdout.split()
-    assert found == sorted([*FILES, f"{GRAFANA_DIR}/grafana.env"])
+    assert found == sorted([*FILES, PASSWORD_FILE])
 
 
 def test_datasource_points_at_the_stack_prometheus(host: Any) -> None:
@@ -70,11 +72,15 @@ def test_dashboard_uses_the_provisioned_datasource(host: Any) -> None:
     assert uids == {"mlops-prometheus"}
 
 
-def test_env_file_holds_the_password_for_root_only(host: Any) -> None:
-    f = host.file(f"{GRAFANA_DIR}/grafana.env")
-    assert (f.uid, f.gid, f.mode) == (0, 0, 0o600)
-    lines = f.content_string.splitlines()
-    assert "GF_SECURITY_ADMIN_PASSWORD='molecule-Grafana-s3cret'" in lines
-    assert "GF_SECURITY_ADMIN_USER='admin'" in lines
-    assert "GF_ANALYTICS_REPORTING_ENABLED='false'" in lines
-    assert host.run(f"{AS_GRAFANA} cat {GRAFANA_DIR}/grafana.env").rc != 0
+def test_password_file_is_readable_by_the_grafana_group_only(host: Any) -> None:
+    """The secret the container gets at /run/secrets/grafana-admin-password: root owns it,
+    the container's group reads it, nobody else; it holds the password and nothing more."""
+    f = host.file(PASSWORD_FILE)
+    assert (f.uid, f.gid, f.mode) == (0, 472, 0o440)
+    assert host.run(f"{AS_GRAFANA} cat {PASSWORD_FILE}").stdout == "molecule-Grafana-s3cret"
+    assert host.run(f"setpriv --reuid=1234 --regid=1234 --clear-groups -- cat {PASSWORD_FILE}").rc != 0
+
+
+def test_the_password_appears_in_no_other_file(host: Any) -> None:
+    hits = host.run(f"grep -rl molecule-Grafana-s3cret {GRAFANA_DIR}").stdout.split()
+    assert hits == [PASSWORD_FILE]
