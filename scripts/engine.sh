@@ -19,7 +19,7 @@ MIRROR=${MLOPS_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 
 # Debian packages the tooling needs on the machine running the tests.
 HOST_PACKAGES=(docker.io mmdebstrap python3-venv prometheus nginx-light chromium wrk
-  iproute2 openssh-client)
+  iproute2 openssh-client zstd)
 
 # Test hosts: systemd, python3 for Ansible, python3-apt for apt's check mode, sshd for the
 # hardening checks. Base image: the smallest Debian 13 the service images start from.
@@ -54,7 +54,11 @@ cmd_toolchain() {
   [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q --disable-pip-version-check -r "$ROOT/requirements.txt" 2> >(grep -v "is ignored: it is neither" >&2)
   # Collections come with the pinned ansible package; this confirms the ranges offline.
-  (cd "$ROOT" && "$VENV/bin/ansible-galaxy" collection install -r requirements.yml -p collections >/dev/null)
+  (cd "$ROOT" && "$VENV/bin/ansible-galaxy" collection install -r collections/requirements.yml -p collections >/dev/null)
+  # The checkout is the collection mlops.infra: linked into the project's collections path so
+  # that playbooks, roles and filters resolve by their full names (mlops.infra.edge_stack...).
+  mkdir -p "$ROOT/collections/ansible_collections/mlops"
+  ln -sfn ../../.. "$ROOT/collections/ansible_collections/mlops/infra"
   done_step
   step "checkov $CHECKOV_VERSION in $CHECKOV_VENV"
   [ -x "$CHECKOV_VENV/bin/python" ] || python3 -m venv "$CHECKOV_VENV"

@@ -9,35 +9,26 @@ the run would stop at its first host contact on this machine instead of a real a
 from __future__ import annotations
 
 import json
-import os
-import re
-import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from mlops_testkit import ROOT
+from mlops_testkit.ansible import INPUT_ENV, PlaybookRun, run_playbook
 
-ROOT = Path(__file__).resolve().parent.parent
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
-
-def ansible_playbook(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    run_env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0", **(env or {}))
-    run_env.pop("PROMETHEUS_RETENTION", None)
-    run_env.setdefault("GRAFANA_ADMIN_PASSWORD", "")
-    run = subprocess.run(
-        ["ansible-playbook", *args], cwd=ROOT, capture_output=True, text=True, env=run_env, timeout=600, check=False
-    )
-    run.stdout = ANSI.sub("", run.stdout + run.stderr)
-    return run
+def ansible_playbook(playbook: str, *args: str, env: dict[str, str] | None = None) -> PlaybookRun:
+    """A playbook of the repository, none of the caller's PROMETHEUS_RETENTION or
+    GRAFANA_ADMIN_PASSWORD, each task result one line of JSON (the refusal messages, verbatim)."""
+    return run_playbook(playbook, *args, env=env, unset_env=INPUT_ENV, timeout=600, json_results=True)
 
 
 @pytest.mark.parametrize("inventory", ["inventories/edge", "inventories/prod", "inventories/local"])
 def test_site_syntax(inventory: str) -> None:
     run = ansible_playbook("site.yml", "-i", inventory, "--syntax-check")
-    assert run.returncode == 0, run.stdout
+    assert run.returncode == 0, run.output
 
 
 def offline_inventory(inventory: str, tmp: Path) -> str:
@@ -60,7 +51,8 @@ def offline_inventory(inventory: str, tmp: Path) -> str:
     return str(target)
 
 
-def refused(inventory: str, extra: dict[str, object], env: dict[str, str] | None = None) -> str:
+def refused(inventory: str, extra: dict[str, object], env: dict[str, str] | None = None) -> PlaybookRun:
+    """Run site.yml with bad input; it must fail in an input-check play, before any other play."""
     if inventory == "inventories/edge":
         # The sample edge inventory ships bundles of images this machine may not have built
         # (Grafana's cannot be had offline): the checks under test do not depend on delivery.
@@ -69,72 +61,111 @@ def refused(inventory: str, extra: dict[str, object], env: dict[str, str] | None
         run = ansible_playbook(
             "site.yml", "-i", offline_inventory(inventory, Path(tmp)), "-e", json.dumps(extra), env=env
         )
-    assert run.returncode != 0, run.stdout
+    assert run.returncode != 0, run.output
     # The failure is in an input-check play: no task of any other play ran on a host.
-    for play, body in plays(run.stdout):
+    for play, body in run.plays():
         if not play.startswith("Check every input"):
-            assert "TASK [" not in body, f"play {play!r} ran after bad input:\n{run.stdout[-3000:]}"
-    return run.stdout
+            assert "TASK [" not in body, f"play {play!r} ran after bad input:\n{run.tail(3000)}"
+    return run
 
 
-def plays(output: str) -> list[tuple[str, str]]:
-    parts = re.split(r"^PLAY \[(.*?)\] \**$", output, flags=re.M)
-    return list(zip(parts[1::2], parts[2::2], strict=True))
+def assert_refused_with(run: PlaybookRun, expected: str | tuple[str, ...]) -> None:
+    """Some failed task's own message (not a task title, not another failure) holds every
+    fragment of `expected`: the refusal is the one the test provoked, for the reason it gave."""
+    fragments = (expected,) if isinstance(expected, str) else expected
+    messages = [f.message for f in run.failures()]
+    assert messages, f"no failed task result in the output:\n{run.tail(3000)}"
+    assert any(all(fragment in message for fragment in fragments) for message in messages), (
+        f"no refusal says {fragments!r}; the failures said:\n" + "\n".join(sorted(set(messages)))
+    )
 
 
 PROD_OK = {"grafana_admin_password": "a-real-secret-from-the-vault"}
 
 
+# Each case names its refusal by fragments of the message the check gives (the assert's
+# fail_msg in roles/<role>/tasks/preflight.yml, the catalogue filter's error, or
+# validate_argument_spec's "value of ... must be one of"), with the bad value where the message
+# quotes it: a variable's name alone also appears in task titles and in other refusals.
+# A case's last element may be one fragment or a tuple of fragments that must all appear.
 @pytest.mark.parametrize(
-    ("inventory", "extra", "env", "variable"),
+    ("inventory", "extra", "env", "expected"),
     [
-        ("inventories/prod", {}, None, "grafana_admin_password"),
+        (
+            "inventories/prod",
+            {},
+            None,
+            "grafana_admin_password is the default 'changeme' and mlops_environment is production",
+        ),
         (
             "inventories/prod",
             {**PROD_OK, "mlops_images": {"inference-api": "mlops/inference-api:1.0.0"}},
             None,
-            "mlops_images",
+            ("mlops/inference-api:1.0.0", "production refuses a tag without a digest"),
         ),
-        ("inventories/edge", {"prometheus_retention_time": "7days"}, None, "prometheus_retention_time"),
-        ("inventories/edge", {}, {"PROMETHEUS_RETENTION": "a week"}, "prometheus_retention_time"),
-        ("inventories/edge", {"prometheus_retention_size": "lots"}, None, "prometheus_retention_size"),
-        ("inventories/edge", {"docker_install_source": "snap"}, None, "docker_install_source"),
-        ("inventories/edge", {"mlops_image_delivery": "usb"}, None, "mlops_image_delivery"),
-        ("inventories/edge", {"mlops_disabled_services": ["grafanna"]}, None, "mlops_disabled_services"),
-        ("inventories/prod", {**PROD_OK, "k3s_version": "latest"}, None, "k3s_version"),
+        (
+            "inventories/edge",
+            {"prometheus_retention_time": "7days"},
+            None,
+            "prometheus_retention_time (or env PROMETHEUS_RETENTION) is '7days': expected a Prometheus duration",
+        ),
+        (
+            "inventories/edge",
+            {},
+            {"PROMETHEUS_RETENTION": "a week"},
+            "prometheus_retention_time (or env PROMETHEUS_RETENTION) is 'a week': expected a Prometheus duration",
+        ),
+        (
+            "inventories/edge",
+            {"prometheus_retention_size": "lots"},
+            None,
+            "prometheus_retention_size is 'lots': expected 0 (off) or a size",
+        ),
+        (
+            "inventories/edge",
+            {"docker_install_source": "snap"},
+            None,
+            "value of docker_install_source must be one of: distro, upstream, got: snap",
+        ),
+        (
+            "inventories/edge",
+            {"mlops_image_delivery": "usb"},
+            None,
+            "value of mlops_image_delivery must be one of: registry, bundle, got: usb",
+        ),
+        (
+            "inventories/edge",
+            {"mlops_disabled_services": ["grafanna"]},
+            None,
+            ("mlops_disabled_services names ['grafanna']", "which the catalogue (mlops_services) does not have"),
+        ),
+        (
+            "inventories/prod",
+            {**PROD_OK, "k3s_version": "latest"},
+            None,
+            "k3s_version 'latest' is not a k3s release tag",
+        ),
     ],
 )
 def test_bad_input_is_refused_before_any_host_changes(
-    inventory: str, extra: dict[str, object], env: dict[str, str] | None, variable: str
+    inventory: str, extra: dict[str, object], env: dict[str, str] | None, expected: str | tuple[str, ...]
 ) -> None:
-    output = refused(inventory, extra, env)
-    assert variable in output, output[-3000:]
+    assert_refused_with(refused(inventory, extra, env), expected)
 
 
 def test_a_root_user_in_the_catalogue_is_refused() -> None:
-    catalogue = subprocess.run(
-        [
-            "python3",
-            "-c",
-            "import yaml,json,sys; print(json.dumps(yaml.safe_load(open(sys.argv[1]))['mlops_services']))",
-            str(ROOT / "roles/mlops/defaults/main.yml"),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    services = json.loads(catalogue.stdout)
+    services = yaml.safe_load((ROOT / "roles/mlops/defaults/main.yml").read_text())["mlops_services"]
     services["frontend"]["user"] = "0:0"
-    output = refused("inventories/edge", {"mlops_services": services})
-    assert "mlops_services.frontend.user" in output
+    run = refused("inventories/edge", {"mlops_services": services})
+    assert_refused_with(run, ("mlops_services.frontend.user is '0:0'", "neither of them 0"))
 
 
 def test_valid_input_passes_every_check_that_reads_only_variables(tmp_path: Path) -> None:
     run = ansible_playbook("site.yml", "-i", offline_inventory("inventories/prod", tmp_path), "-e", json.dumps(PROD_OK))
     # Every check passes up to the first that reads the host itself (k3s gathers the
     # architecture): the only failure is that contact, with no such container here.
-    checks = dict(plays(run.stdout))["Check every input of the production path before any host is changed"]
+    checks = dict(run.plays())["Check every input of the production path before any host is changed"]
     before_contact, _, contact = checks.partition("TASK [k3s : Gather the architecture")
-    assert "ok: [k3s-server-1.hospital.example]" in before_contact, run.stdout[-3000:]
+    assert "ok: [k3s-server-1.hospital.example]" in before_contact, run.tail(3000)
     assert "failed:" not in before_contact and "fatal:" not in before_contact, before_contact[-3000:]
     assert "UNREACHABLE" in contact, contact[-3000:]

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Speed of the docker role against a hand-written shell install, on fresh Debian 13 hosts.
 
-Each round creates fresh systemd test hosts (the docker run flags of .config/molecule/create.yml)
-and times, alternating which goes first:
+Each round creates fresh systemd test hosts (tests/mlops_testkit/testhosts.py: the platform
+settings of .config/molecule/config.yml, as every scenario's hosts) and times, alternating which goes first:
 
   shell      apt-get update && apt-get install -y docker.io docker-cli docker-compose
              && systemctl enable --now docker          (docker exec, no Python, no Ansible)
@@ -20,6 +20,7 @@ Usage: .venv/bin/python benchmarks/docker/run.py [--rounds 3] [--image mlops-tes
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import re
 import statistics
@@ -28,10 +29,13 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
+
+from mlops_testkit import ROOT, testhosts  # tests/ is put on the path just above
+from mlops_testkit.ansible import PlaybookRun, run_playbook
+
 RESULTS = ROOT / "benchmarks" / "RESULTS-docker.md"
 LABEL = "owner=docker-bench"
 SHELL_BASELINE = (
@@ -39,8 +43,6 @@ SHELL_BASELINE = (
     " && apt-get install -y -qq docker.io docker-cli docker-compose >/dev/null"
     " && systemctl enable --now docker"
 )
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
-RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
 PLAYBOOK = """\
 - name: Install Docker with the docker role
   hosts: all
@@ -59,13 +61,13 @@ pipelining = true
 """
 
 
-@dataclass
-class PlaybookRun:
-    seconds: float
-    rc: int
-    changed: int
-    failed: int
-    output: str
+def changed_of(run: PlaybookRun) -> int:
+    """changed= of the recap's host, -1 when the run printed no recap."""
+    return run.recaps[0].changed if run.recaps else -1
+
+
+def failed_of(run: PlaybookRun) -> int:
+    return run.recaps[0].failed if run.recaps else -1
 
 
 def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -84,30 +86,11 @@ class Bench:
         """Start a fresh systemd test host and wait until it has booted."""
         self.counter += 1
         name = f"docker-bench-{os.getpid()}-{self.counter}-{tag}"
-        sh(
-            "docker", "run", "--detach", "--name", name, "--hostname", name, "--label", LABEL,
-            "--cap-add=SYS_ADMIN", "--cap-add=NET_ADMIN",
-            "--security-opt=seccomp=unconfined", "--security-opt=apparmor=unconfined",
-            "--security-opt=systempaths=unconfined", "--cgroupns=host",
-            "--volume=/sys/fs/cgroup:/sys/fs/cgroup:rw", "--volume=/var/lib/docker",
-            "--tmpfs=/run", "--tmpfs=/run/lock", "--tmpfs=/tmp",
-            self.image, "/lib/systemd/systemd",
-        )  # fmt: skip
-        # Right after `docker run`, systemd may not answer on its bus yet: ask again.
-        deadline = time.monotonic() + 120
-        while True:
-            probe = sh("docker", "exec", name, "systemctl", "is-system-running", "--wait", check=False)
-            state = probe.stdout.strip()
-            if state in ("running", "degraded"):
-                return name
-            if time.monotonic() > deadline:
-                self.destroy_host(name)
-                raise RuntimeError(f"{name} did not boot: {state} {probe.stderr.strip()}")
-            time.sleep(1)
+        return testhosts.start(name, self.image, reuse=False, labels=[LABEL]).name
 
     @staticmethod
     def destroy_host(name: str) -> None:
-        sh("docker", "rm", "--force", "--volumes", name, check=False)
+        testhosts.remove(name)
 
     def shell_install(self, host: str) -> float:
         start = time.monotonic()
@@ -118,23 +101,18 @@ class Bench:
         return seconds
 
     def playbook(self, host: str, *extra: str) -> PlaybookRun:
-        inventory = self.workdir / f"{host}.yml"
-        inventory.write_text(f"all:\n  hosts:\n    {host}:\n      ansible_connection: community.docker.docker\n")
-        env = dict(os.environ, ANSIBLE_CONFIG=str(self.workdir / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
-        start = time.monotonic()
-        run = subprocess.run(
-            ["ansible-playbook", "-i", str(inventory), str(self.workdir / "playbook.yml"), *extra],
-            capture_output=True, text=True, env=env, check=False,
-        )  # fmt: skip
-        seconds = time.monotonic() - start
-        output = ANSI.sub("", run.stdout + run.stderr)
-        recap = RECAP.search(output)
-        changed, failed = (int(recap.group(3)), int(recap.group(5))) if recap else (-1, -1)
-        return PlaybookRun(seconds, run.returncode, changed, failed, output)
+        inventory = testhosts.docker_inventory(self.workdir / f"{host}.yml", [host])
+        return run_playbook(
+            self.workdir / "playbook.yml",
+            *extra,
+            inventory=inventory,
+            env={"ANSIBLE_CONFIG": str(self.workdir / "ansible.cfg")},
+            cwd=self.workdir,
+        )
 
     def role_install(self, host: str, *extra: str) -> float:
         result = self.playbook(host, *extra)
-        if result.rc != 0:
+        if result.returncode != 0:
             raise RuntimeError(f"role failed on {host}:\n{result.output[-4000:]}")
         return result.seconds
 
@@ -171,7 +149,10 @@ def main() -> int:
                         for _ in range(3):
                             reruns.append(bench.playbook(host))
                             run = reruns[-1]
-                            print(f"re-run     {run.seconds:6.1f} s changed={run.changed} rc={run.rc}", flush=True)
+                            print(
+                                f"re-run     {run.seconds:6.1f} s changed={changed_of(run)} rc={run.returncode}",
+                                flush=True,
+                            )
                     bench.destroy_host(host)
                     hosts.remove(host)
 
@@ -195,10 +176,13 @@ def main() -> int:
                     "dpkg-query -W docker.io 2>/dev/null; ls /etc/docker 2>&1",
                     check=False,
                 )
-                check_runs[label].output += "\n[after check mode] " + touched.stdout + touched.stderr
-                run = check_runs[label]
+                run = check_runs[label] = dataclasses.replace(
+                    check_runs[label],
+                    output=check_runs[label].output + "\n[after check mode] " + touched.stdout + touched.stderr,
+                )
                 print(
-                    f"check mode {label}: rc={run.rc} changed={run.changed} failed={run.failed} {run.seconds:.1f} s",
+                    f"check mode {label}: rc={run.returncode} changed={changed_of(run)} failed={failed_of(run)}"
+                    f" {run.seconds:.1f} s",
                     flush=True,
                 )
                 bench.destroy_host(host)
@@ -212,7 +196,7 @@ def main() -> int:
     ratio_recs = medians["role+recs"] / medians["shell"]
     assert reruns
     rerun_median = statistics.median(run.seconds for run in reruns)
-    rerun_changed = sorted({run.changed for run in reruns})
+    rerun_changed = sorted({changed_of(run) for run in reruns})
     lines = [
         "# docker role: speed against a shell install",
         "",
@@ -246,8 +230,8 @@ def main() -> int:
         " including ansible-playbook's own start-up.",
     ]
     for label, run in check_runs.items():
-        verdict = "ran to the end" if run.rc == 0 and run.failed == 0 else f"FAILED (rc {run.rc})"
-        lines.append(f"- Check mode on a {label}: {verdict}, changed={run.changed}, {run.seconds:.1f} s.")
+        verdict = "ran to the end" if run.returncode == 0 and failed_of(run) == 0 else f"FAILED (rc {run.returncode})"
+        lines.append(f"- Check mode on a {label}: {verdict}, changed={changed_of(run)}, {run.seconds:.1f} s.")
     lines += [
         "",
         "Rounds rotate the order of the three variants. Only the install is timed (not the",

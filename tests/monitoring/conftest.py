@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
-import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from mlops_testkit import ROOT
+from mlops_testkit.ansible import INPUT_ENV, PlaybookRun
+from mlops_testkit.ansible import run_playbook as ansible_playbook
 
-ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 @dataclass
@@ -44,32 +43,18 @@ class Render:
 
 def run_playbook(
     playbook: Path, extra_vars: dict[str, Any], env: dict[str, str] | None = None, args: list[str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    environ = {k: v for k, v in os.environ.items() if k not in {"PROMETHEUS_RETENTION", "GRAFANA_ADMIN_PASSWORD"}}
-    environ.update(
-        ANSIBLE_NOCOLOR="1",
-        ANSIBLE_FORCE_COLOR="0",
-        ANSIBLE_STDOUT_CALLBACK="ansible.builtin.default",
-        ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
-    )
-    environ.update(env or {})
-    return subprocess.run(
-        [
-            "ansible-playbook",
-            "-i",
-            "localhost,",
-            str(playbook),
-            "-e",
-            # The modules run with this Python, not whatever interpreter discovery finds.
-            json.dumps({"ansible_python_interpreter": sys.executable, **extra_vars}),
-            *(args or []),
-        ],
-        cwd=ROOT,
-        env=environ,
-        capture_output=True,
-        text=True,
+) -> PlaybookRun:
+    """A playbook of this directory on the controller (connection local), with the project's
+    ansible.cfg and none of the caller's PROMETHEUS_RETENTION / GRAFANA_ADMIN_PASSWORD."""
+    return ansible_playbook(
+        playbook,
+        *(args or []),
+        inventory="localhost,",
+        # The modules run with this Python, not whatever interpreter discovery finds.
+        extra_vars={"ansible_python_interpreter": sys.executable, **extra_vars},
+        env={"ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), **(env or {})},
+        unset_env=INPUT_ENV,
         timeout=300,
-        check=False,
     )
 
 
@@ -87,7 +72,7 @@ def render(tmp_path: Path) -> RenderFn:
         directory = tmp_path / f"render{count}"
         directory.mkdir()
         run = run_playbook(HERE / "render.yml", {"monitoring_render_dir": str(directory), **(extra_vars or {})}, env)
-        return Render(directory, run.returncode, ANSI.sub("", run.stdout + run.stderr))
+        return Render(directory, run.returncode, run.output)
 
     return _render
 
@@ -97,9 +82,8 @@ def default_render(tmp_path_factory: pytest.TempPathFactory) -> Render:
     """The files with every default, rendered once for the session."""
     directory = tmp_path_factory.mktemp("default-render")
     run = run_playbook(HERE / "render.yml", {"monitoring_render_dir": str(directory)})
-    output = ANSI.sub("", run.stdout + run.stderr)
-    assert run.returncode == 0, output[-4000:]
-    return Render(directory, run.returncode, output)
+    assert run.returncode == 0, run.tail()
+    return Render(directory, run.returncode, run.output)
 
 
 @pytest.fixture(scope="session")

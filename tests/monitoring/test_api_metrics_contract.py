@@ -33,7 +33,7 @@ def exported() -> dict[str, set[str]]:
     m.requests.labels("POST", "/predict", "200").inc()
     m.latency.labels("POST", "/predict", "200").observe(0.01)
     m.predictions.labels("1.0.0", "benign").inc()
-    m.model_info.info({"name": "breast-cancer-lr", "version": "1.0.0", "sha256": "0" * 64})
+    m.model_info.labels("breast-cancer-lr", "1.0.0", "0" * 64).set(1)  # a gauge of 1: works with workers
     m.model_ready.set(1)
     samples: dict[str, set[str]] = {}
     for family in text_string_to_metric_families(generate_latest(m.registry).decode()):

@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 from conftest import HERE, Render, RenderFn, run_playbook
+from mlops_testkit.ansible import PlaybookRun, flat
 
 DIGESTS = {
     "mlops_images": {
@@ -59,11 +60,11 @@ def test_dashboard_provider_reads_the_mounted_directory(default_render: Render) 
     (provider,) = doc["providers"]
     assert provider["type"] == "file"
     assert provider["disableDeletion"] is True
-    # The provider's path is where grafana_volume_mounts puts <render dir>/dashboards.
-    mounts = {m["target"]: m["source"] for m in default_render.computed()["grafana_volume_mounts"]}
+    # The provider's path is where the role's config mounts (grafana_service.config, read-only
+    # in both renderings) put <render dir>/dashboards.
+    mounts = {m["target"]: m["source"] for m in default_render.computed()["grafana_service"]["config"]}
     assert mounts[provider["options"]["path"]].endswith("/grafana/dashboards")
     assert mounts["/etc/grafana/provisioning"].endswith("/grafana/provisioning")
-    assert all(m["read_only"] for m in default_render.computed()["grafana_volume_mounts"])
 
 
 def test_dashboard_shape(default_render: Render) -> None:
@@ -137,41 +138,37 @@ def test_production_accepts_a_password_from_the_environment(render: RenderFn) ->
     assert result.returncode == 0, result.output[-3000:]
 
 
-def secrets_run(tmp_path: Path, password: str, args: list[str]) -> tuple[subprocess.CompletedProcess[str], Path]:
-    env_file = tmp_path / "grafana.env"
+def secrets_run(tmp_path: Path, password: str, args: list[str]) -> tuple[PlaybookRun, Path]:
+    """The role's secrets tasks into tmp_path, the password from GRAFANA_ADMIN_PASSWORD."""
+    password_file = tmp_path / "secrets" / "admin-password"
     run = run_playbook(
         HERE / "secrets.yml",
-        {
-            "grafana_env_file": str(env_file),
-            "grafana_env_file_owner": str(os.getuid()),
-            "grafana_env_file_group": str(os.getgid()),
-            **PRODUCTION,
-        },
+        {"grafana_admin_password_file": str(password_file), "grafana_config_group": str(os.getgid()), **PRODUCTION},
         env={"GRAFANA_ADMIN_PASSWORD": password},
         args=args,
     )
-    return run, env_file
+    return run, password_file
 
 
-def test_admin_password_reaches_the_env_file_and_never_the_output(tmp_path: Path) -> None:
+def test_admin_password_reaches_its_file_and_never_the_output(tmp_path: Path) -> None:
     password = "Never-Logged-7f3a9c"
     # Verbose, with diffs: the output Ansible would show an operator at its most talkative.
-    run, env_file = secrets_run(tmp_path, password, ["-vvv", "--diff"])
-    assert run.returncode == 0, run.stdout[-3000:]
-    assert password not in run.stdout + run.stderr
-    assert f"GF_SECURITY_ADMIN_PASSWORD='{password}'" in env_file.read_text().splitlines()
-    assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
-    # A new password changes the file, and still shows nowhere.
-    run, env_file = secrets_run(tmp_path, password + "-2", ["-vvv", "--diff"])
-    assert run.returncode == 0, run.stdout[-3000:]
-    assert "changed=1" in run.stdout
-    assert password not in run.stdout + run.stderr
-    assert f"GF_SECURITY_ADMIN_PASSWORD='{password}-2'" in env_file.read_text().splitlines()
+    run, password_file = secrets_run(tmp_path, password, ["-vvv", "--diff"])
+    assert run.returncode == 0, run.tail(3000)
+    assert password not in run.output
+    assert password_file.read_text() == password
+    assert stat.S_IMODE(password_file.stat().st_mode) == 0o440
+    # A new password changes the file (and nothing else), and still shows nowhere.
+    run, password_file = secrets_run(tmp_path, password + "-2", ["-vvv", "--diff"])
+    assert run.returncode == 0, run.tail(3000)
+    assert run.total_changed == 1, run.tail()
+    assert password not in run.output
+    assert password_file.read_text() == password + "-2"
 
 
-def test_password_that_breaks_the_env_file_is_refused(tmp_path: Path) -> None:
-    run, env_file = secrets_run(tmp_path, "it's-a-quote", [])
+def test_password_that_breaks_its_file_is_refused(tmp_path: Path) -> None:
+    run, password_file = secrets_run(tmp_path, "first-line\nsecond-line", [])
     assert run.returncode != 0
-    assert "grafana_admin_password (env GRAFANA_ADMIN_PASSWORD) must be at least 8 characters" in run.stdout
-    assert "it's-a-quote" not in run.stdout + run.stderr
-    assert not env_file.exists()
+    assert "grafana_admin_password (env GRAFANA_ADMIN_PASSWORD) must be at least 8 characters" in flat(run.output)
+    assert "first-line" not in run.output and "second-line" not in run.output
+    assert not password_file.exists()

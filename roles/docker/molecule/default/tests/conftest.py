@@ -5,21 +5,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import ansible_run
 import pytest
+from mlops_testkit.ansible import scenario_playbook
 
 IMAGE = "mlops-test/busybox:latest"
 
 
 def run_playbook(playbook: str, *extra: str) -> tuple[int, str, dict[str, int]]:
     """Run a playbook of this scenario against its test host; return rc, output, changed per host."""
-    run = ansible_run.run_playbook(playbook, *extra)
-    return run.returncode, run.output, run.changed
-
-
-def flat(output: str) -> str:
-    """Output with every run of whitespace as one space: the YAML callback wraps long messages."""
-    return " ".join(output.split())
+    run = scenario_playbook(playbook, *extra)
+    return run.returncode, run.output, run.changed()
 
 
 def docker_info(host: Any) -> dict[str, Any]:

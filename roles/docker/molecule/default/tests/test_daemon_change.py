@@ -11,7 +11,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import docker_info, flat, run_playbook
+from conftest import docker_info, run_playbook
+from mlops_testkit.ansible import flat
 
 CHANGED = {"labels": ["mlops.test=changed"], "log-driver": "local"}
 SURVIVOR = "mlops-test-survivor"
@@ -85,6 +86,17 @@ def test_missing_docker_user_is_refused(host: Any) -> None:
     assert "nosuchaccount" not in host.check_output("getent group docker")
 
 
+@pytest.mark.parametrize("account", ["root", "daemon", "www-data"])
+def test_root_or_system_account_in_docker_users_is_refused(host: Any, account: str) -> None:
+    """The docker group is root: no uid below 1000 joins it, and the host is left unchanged."""
+    before = host.check_output("getent group docker")
+    rc, output, _changed = run_playbook("converge.yml", "--extra-vars", json.dumps({"docker_users": [account]}))
+    assert rc != 0
+    assert f"docker_users names {account} (uid" in flat(output), output[-4000:]
+    assert "never join the docker group" in flat(output)
+    assert host.check_output("getent group docker") == before
+
+
 def test_missing_compose_plugin_fails_the_role(host: Any) -> None:
     plugin = "/usr/libexec/docker/cli-plugins/docker-compose"
     host.check_output(f"mv {plugin} {plugin}.aside")
@@ -98,7 +110,7 @@ def test_missing_compose_plugin_fails_the_role(host: Any) -> None:
 
 def test_listed_account_is_added_to_the_docker_group(host: Any) -> None:
     account = "mlops-test-operator"
-    host.check_output(f"useradd --system --no-create-home {account}")
+    host.check_output(f"useradd --no-create-home {account}")
     try:
         rc, output, changed = run_playbook("converge.yml", "--extra-vars", json.dumps({"docker_users": [account]}))
         assert rc == 0, output[-4000:]

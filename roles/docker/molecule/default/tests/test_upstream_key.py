@@ -16,7 +16,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import flat, run_playbook
+from conftest import run_playbook
+from mlops_testkit.ansible import flat
 
 DOCKER_FINGERPRINT = "9DC858229FC7DD38854AE2D88D81803C0EBFCD88"
 KEYRING = "/etc/apt/keyrings/docker.asc"

@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 from pathlib import Path
 from typing import Any
 
-import ansible_run
 import pytest
 import yaml
+from mlops_testkit.ansible import parse_recap, scenario_playbook
 
 REPO = Path(__file__).resolve().parents[5]
 CATALOGUE: dict[str, Any] = yaml.safe_load((REPO / "roles/mlops/defaults/main.yml").read_text())
-# What the scenario deploys (molecule.yml): Grafana is disabled, no image can be had offline.
-ENABLED = {k: v for k, v in CATALOGUE["mlops_services"].items() if k != "grafana"}
+# What the scenario deploys (molecule.yml): Grafana is disabled (no image can be had offline),
+# and the ports are the scenario's mlops_service_overrides, not the catalogue's defaults.
+SCENARIO_VARS: dict[str, Any] = yaml.safe_load((Path(__file__).resolve().parents[1] / "molecule.yml").read_text())[
+    "provisioner"
+]["inventory"]["group_vars"]["test_hosts"]
+OVERRIDES: dict[str, Any] = SCENARIO_VARS["mlops_service_overrides"]
+ENABLED = {k: {**v, **OVERRIDES.get(k, {})} for k, v in CATALOGUE["mlops_services"].items() if k != "grafana"}
 COMPOSE_FILE = "/etc/mlops/compose/compose.yml"
-RECAP = re.compile(r"^\S+\s+:\s+ok=\d+\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
 
 
 def inspect(host: Any, name: str) -> dict[str, Any]:
@@ -29,7 +32,7 @@ def inspect(host: Any, name: str) -> dict[str, Any]:
 
 def converge(*extra: str) -> tuple[int, str]:
     """Runs the scenario's converge playbook again, with extra ansible-playbook arguments."""
-    run = ansible_run.run_playbook("converge.yml", *extra, timeout=1500)
+    run = scenario_playbook("converge.yml", *extra, timeout=1500)
     return run.returncode, run.output
 
 
@@ -46,9 +49,10 @@ def controller_image_ids() -> dict[str, str]:
 
 
 def changed(output: str) -> int:
-    recaps = RECAP.findall(output)
+    """changed= summed over every host of the recap."""
+    recaps = parse_recap(output)
     assert recaps, output[-3000:]
-    return sum(int(c) for c, _u, _f in recaps)
+    return sum(r.changed for r in recaps)
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,9 @@ from typing import Any
 import pytest
 from conftest import CATALOGUE, COMPOSE_FILE, ENABLED, inspect
 
+FRONTEND = f"http://127.0.0.1:{ENABLED['frontend']['port']}"
+PROMETHEUS = f"http://127.0.0.1:{ENABLED['prometheus']['port']}"
+
 SERVICES = sorted(ENABLED)
 
 
@@ -56,13 +59,13 @@ def test_root_filesystem_refuses_writes(host: Any, service: str) -> None:
 
 
 def test_frontend_reaches_the_ready_api(host: Any) -> None:
-    assert host.check_output("curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:8080/api/ready") == "200"
+    assert host.check_output(f"curl -s -o /dev/null -w '%{{http_code}}' {FRONTEND}/api/ready") == "200"
 
 
 def test_prediction_through_the_frontend(host: Any, record: dict[str, float]) -> None:
     body = json.dumps(record)
     out = host.check_output(
-        f"curl -sS --fail-with-body -H 'content-type: application/json' --data '{body}' http://127.0.0.1:8080/api/predict"
+        f"curl -sS --fail-with-body -H 'content-type: application/json' --data '{body}' {FRONTEND}/api/predict"
     )
     answer = json.loads(out)
     assert answer["prediction"] in ("malignant", "benign")
@@ -73,7 +76,7 @@ def test_prometheus_scrapes_the_api(host: Any) -> None:
     deadline = time.monotonic() + 120
     health: list[str] = []
     while time.monotonic() < deadline:
-        targets = json.loads(host.check_output("curl -sS http://127.0.0.1:9090/api/v1/targets"))
+        targets = json.loads(host.check_output(f"curl -sS {PROMETHEUS}/api/v1/targets"))
         health = [t["health"] for t in targets["data"]["activeTargets"] if t["labels"].get("job") == "inference-api"]
         if health and all(h == "up" for h in health):
             return
@@ -92,7 +95,15 @@ def test_only_the_frontend_listens_beyond_loopback(host: Any) -> None:
             assert bound == {"127.0.0.1"}, f"{service}: {bound}"
         else:
             assert bound & {"0.0.0.0", "[::]", "*"}, f"{service}: {bound}"
-    assert {"0.0.0.0", "[::]", "*"} & listeners.get(8080, set())
+    assert {"0.0.0.0", "[::]", "*"} & listeners.get(ENABLED["frontend"]["port"], set())
+    # Nothing listens on the catalogue's default ports: the overridden ones reached the processes.
+    assert not {8000, 8080, 9090} & set(listeners)
+
+
+@pytest.mark.parametrize(("service", "env"), [("inference-api", "PORT"), ("frontend", "LISTEN_PORT")])
+def test_catalogue_port_reaches_the_process(host: Any, service: str, env: str) -> None:
+    doc = inspect(host, ENABLED[service]["container_name"])
+    assert f"{env}={ENABLED[service]['port']}" in doc["Config"]["Env"]
 
 
 def test_compose_file_is_valid_and_not_world_readable(host: Any) -> None:
@@ -111,17 +122,26 @@ def test_prometheus_data_lives_in_the_named_volume(host: Any) -> None:
 
 @pytest.mark.parametrize("service", SERVICES)
 def test_host_runs_exactly_the_bundled_image(host: Any, service: str) -> None:
-    """Archive on the host == archive on the controller (sha256), loaded image == built image."""
-    local = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "bundles" / f"{service}.tar"
-    digest = hashlib.sha256()
-    with local.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    remote = host.file(f"/var/lib/mlops/bundles/{service}.tar")
-    assert remote.sha256sum == digest.hexdigest()
+    """The running image is the controller's build, and the bundle left no archive behind."""
     ref = CATALOGUE["mlops_images"][service]
     built = subprocess.run(
         ["docker", "image", "inspect", "--format", "{{.Id}}", ref], capture_output=True, text=True, check=True
     ).stdout.strip()
     running = inspect(host, ENABLED[service]["container_name"])["Image"]
     assert running == built
+    assert host.run("ls /var/lib/mlops/bundles").stdout.strip() == ""
+
+
+def test_one_compressed_bundle_carries_every_image() -> None:
+    """The controller's cache holds the bundle: zstd, with its sha256 beside it."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mlops-infra" / "bundles"
+    bundles = sorted(cache.glob("mlops-images-*.tar.zst"))
+    assert bundles, f"no bundle in {cache}"
+    newest = max(bundles, key=lambda p: p.stat().st_mtime)
+    assert newest.read_bytes()[:4] == b"\x28\xb5\x2f\xfd"  # zstd frame magic
+    recorded = (newest.parent / (newest.name + ".sha256")).read_text().strip()
+    digest = hashlib.sha256()
+    with newest.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    assert recorded == digest.hexdigest()

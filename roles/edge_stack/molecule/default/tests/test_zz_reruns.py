@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import json
 import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CATALOGUE, COMPOSE_FILE, ENABLED, changed, controller_image_ids, converge, inspect
+from conftest import CATALOGUE, COMPOSE_FILE, ENABLED, OVERRIDES, changed, controller_image_ids, converge, inspect
 
 MARKER = "/var/lib/docker/volumes/prometheus-data/_data/edge-stack-marker"
 
@@ -24,16 +23,6 @@ def snapshot(host: Any) -> tuple[str, dict[str, str]]:
     return host.file(COMPOSE_FILE).sha256sum, ids
 
 
-def catalogue_with(tmp_path: Path, **changes: Any) -> str:
-    services = json.loads(json.dumps(CATALOGUE["mlops_services"]))
-    for path, value in changes.items():
-        service, key = path.split("__")
-        services[service][key] = value
-    f = tmp_path / "vars.json"
-    f.write_text(json.dumps({"mlops_services": services}))
-    return f"@{f}"
-
-
 @pytest.mark.parametrize(
     ("case", "expected"),
     [
@@ -42,10 +31,10 @@ def catalogue_with(tmp_path: Path, **changes: Any) -> str:
         ("production_tag", "digest"),
     ],
 )
-def test_bad_input_fails_before_the_host_changes(host: Any, tmp_path: Path, case: str, expected: str) -> None:
+def test_bad_input_fails_before_the_host_changes(host: Any, case: str, expected: str) -> None:
     extra = {
         "unknown_disabled": ["-e", '{"mlops_disabled_services": ["grafana", "no-such-service"]}'],
-        "port_clash": ["-e", catalogue_with(tmp_path, frontend__port=8000)],
+        "port_clash": ["-e", json.dumps({"mlops_service_overrides": {**OVERRIDES, "frontend": {"port": 8001}}})],
         "production_tag": ["-e", '{"mlops_environment": "production", "mlops_image_delivery": "registry"}'],
     }[case]
     before = snapshot(host)
@@ -69,11 +58,11 @@ def test_a_rendering_compose_refuses_never_goes_live(host: Any) -> None:
 def test_an_unhealthy_service_fails_the_run_with_its_probe_and_logs(host: Any) -> None:
     """The frontend probed with wget, which its image lacks: the run fails naming the service,
     its health, the probe's own error and its logs (the next test's runs restore the stack)."""
-    probes = {"inference-api": "python3", "frontend": "wget", "prometheus": "promtool"}
+    overrides = {**OVERRIDES, "frontend": {**OVERRIDES["frontend"], "health_probe": "wget"}}
     # Healthy services pass within the start period (a loaded machine is slow to start Python);
     # the frontend's failures count once it is over.
     timing = {"interval": "5s", "timeout": "10s", "retries": 1, "start_period": "30s", "start_interval": "1s"}
-    extra = {"edge_stack_healthcheck_probes": probes, "edge_stack_healthcheck": timing, "edge_stack_wait_timeout": 90}
+    extra = {"mlops_service_overrides": overrides, "edge_stack_healthcheck": timing, "edge_stack_wait_timeout": 90}
     rc, out = converge("-e", json.dumps(extra))
     assert rc != 0, out[-3000:]
     report = out.split("Fail with the services that did not come up and their logs", 1)[-1]

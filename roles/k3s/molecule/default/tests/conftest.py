@@ -7,20 +7,15 @@ the inventory and Ansible configuration Molecule exports to the verifier.
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import shutil
-import subprocess
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-import ansible_run
 import pytest
-import yaml
+from mlops_testkit import testhosts
+from mlops_testkit.ansible import PlaybookRun, scenario_groups, scenario_playbook
 
-RECAP = re.compile(r"^(\S+)\s+:\s+ok=\d+\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
 EPHEMERAL = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "/nonexistent"))
 RELEASE = EPHEMERAL / "release"
 VERSION = "v1.33.5+k3s1"
@@ -34,28 +29,14 @@ STATE_COMMAND = (
 )
 
 
-def _inventory() -> dict[str, list[str]]:
-    data = yaml.safe_load(Path(os.environ["MOLECULE_INVENTORY_FILE"]).read_text())
-    return {name: list((group or {}).get("hosts") or {}) for name, group in data.items() if name != "all"}
-
-
-@dataclass(frozen=True)
-class Run:
-    returncode: int
-    output: str
-
-    def changed(self) -> dict[str, int]:
-        return {host: int(changed) for host, changed, _u, _f in RECAP.findall(self.output)}
-
-
 @pytest.fixture(scope="session")
 def groups() -> dict[str, list[str]]:
-    return _inventory()
+    return scenario_groups()
 
 
 def cluster_inventory() -> list[str]:
     """Servers (first server first), then agents: the order of the converge play."""
-    groups = _inventory()
+    groups = scenario_groups()
     return groups["k3s_servers"] + groups["k3s_agents"]
 
 
@@ -66,8 +47,7 @@ def cluster_hosts() -> list[str]:
 
 def docker_exec(name: str, command: str) -> str:
     """Run a shell command in a test host container (the inventory names the containers)."""
-    done = subprocess.run(["docker", "exec", name, "sh", "-c", command], capture_output=True, text=True, check=True)
-    return done.stdout
+    return testhosts.docker_exec(name, command).stdout
 
 
 @pytest.fixture
@@ -79,13 +59,11 @@ def host_state(cluster_hosts: list[str]) -> Callable[[], dict[str, str]]:
 
 
 @pytest.fixture(scope="session")
-def converge() -> Callable[..., Run]:
+def converge() -> Callable[..., PlaybookRun]:
     """Run the scenario's converge.yml with extra variables and return its output."""
 
-    def run(extra_vars: dict[str, object] | None = None, *args: str) -> Run:
-        extra = ["-e", json.dumps(extra_vars)] if extra_vars else []
-        done = ansible_run.run_playbook("converge.yml", *extra, *args)
-        return Run(done.returncode, done.output)
+    def run(extra_vars: dict[str, object] | None = None, *args: str) -> PlaybookRun:
+        return scenario_playbook("converge.yml", *args, extra_vars=extra_vars)
 
     return run
 

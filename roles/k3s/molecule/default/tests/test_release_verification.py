@@ -12,7 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import ARTIFACTS, Run, cluster_inventory, docker_exec
+from conftest import ARTIFACTS, cluster_inventory, docker_exec
+from mlops_testkit.ansible import PlaybookRun as Run
 
 # Would change config.yaml on every server if the play reached the hosts.
 CHANGE = {"k3s_tls_san": ["would-change.example.internal"]}

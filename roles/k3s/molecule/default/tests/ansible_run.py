@@ -1,1 +1,0 @@
-../../../../../tests/molecule/ansible_run.py
