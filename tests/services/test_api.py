@@ -437,20 +437,35 @@ def test_batch_with_integers_and_an_unknown_top_level_key(client: Any, record: d
     assert err["field"] == "note" and err["type"] == "extra_forbidden"
 
 
-def test_fastapi_route_for_predict_answers_like_the_fast_path(settings: Settings, record: dict[str, float]) -> None:
-    """/predict is answered ahead of FastAPI's router (FastPaths); the documented FastAPI
-    route behind it hands over to the same handler, so both give the same answers."""
-    from fastapi.testclient import TestClient
-    from mlops_inference.app import FastPaths
+def test_predict_is_an_ordinary_fastapi_route(settings: Settings) -> None:
+    """No dispatcher ahead of FastAPI: /predict is an APIRoute whose body is the pydantic
+    union (one record or a batch), and the OpenAPI document describes that body."""
+    from fastapi.routing import APIRoute
 
-    app, plain = create_app(settings), create_app(settings)
-    plain.user_middleware = [m for m in plain.user_middleware if m.cls is not FastPaths]  # before the first request
-    assert len(plain.user_middleware) == len(app.user_middleware) - 1
-    with TestClient(app) as fast, TestClient(plain) as routed:
-        for body in (record, {"records": [record, record]}, {**record, "mean_area": -5.0}, {"records": []}):
-            a, b = post_json(fast, body), post_json(routed, body)
-            assert (a.status_code, a.json()) == (b.status_code, b.json())
-            assert a.headers.get("x-model-version") == b.headers.get("x-model-version")
-        assert post_json(routed, record).headers["x-model-version"] == "1.0.0"
-    spec = app.openapi()
-    assert "requestBody" in spec["paths"]["/predict"]["post"]
+    app = create_app(settings)
+    route = next(r for r in app.routes if isinstance(r, APIRoute) and r.path == "/predict")
+    assert route.methods == {"POST"} and route.body_field is not None
+    assert {m.cls.__name__ for m in app.user_middleware} == {"ObservabilityMiddleware", "BodyLimit"}
+    body = app.openapi()["paths"]["/predict"]["post"]["requestBody"]
+    assert body["required"] is True
+
+
+def test_body_limit_without_content_length_is_413(client: Any) -> None:
+    """A chunked body (no Content-Length) is counted as it arrives."""
+
+    def chunks() -> Any:
+        for _ in range(300):
+            yield b" " * 1024
+
+    resp = client.post("/predict", content=chunks(), headers={"content-type": "application/json"})
+    err = only_error(resp, 413)
+    assert err["field"] == "body" and err["type"] == "too_large"
+
+
+def test_answers_are_orjson_and_equal_the_model(client: Any, record: dict[str, float]) -> None:
+    """The answer's floats are exactly the model's: single path (plain Python) and its JSON."""
+    import orjson
+
+    resp = post_json(client, record)
+    assert resp.content == orjson.dumps(orjson.loads(resp.content))
+    assert resp.headers["content-type"] == "application/json"

@@ -273,3 +273,30 @@ def test_frontend_stops_gracefully(dock: Docker) -> None:
     docker("stop", "--time", "20", fe.name, timeout=60)
     assert time.monotonic() - started < 18  # well before docker's SIGKILL at 20 s
     assert fe.inspect("{{.State.ExitCode}}") == "0"
+
+
+def test_api_with_two_workers_counts_every_request_once(dock: Docker, record: dict[str, float]) -> None:
+    """WEB_CONCURRENCY=2: two uvicorn workers; /metrics (from either) adds up both."""
+    api = dock.run("mlops/inference-api:1.0.0", *API_RUN, "-e", "WEB_CONCURRENCY=2", ports=(8000,))
+    wait_for(api.url(8000, "/ready"), timeout=90)
+    for _ in range(30):
+        assert http(api.url(8000, "/predict"), json.dumps(record).encode(), JSON)[0] == 200
+    workers = [line for line in api.logs().splitlines() if '"event":"started"' in line]
+    assert len(workers) == 2, api.logs()
+    ok = 'inference_http_requests_total{method="POST",path="/predict",status="200"} 30.0'
+    for _ in range(6):  # whichever worker answers, the sums are the same
+        text = http(api.url(8000, "/metrics"))[2].decode()
+        assert ok in text
+        assert 'inference_predictions_total{model_version="1.0.0",predicted_class="benign"} 30.0' in text
+        assert "inference_model_ready 1.0" in text and 'inference_model_info{name="breast-cancer-lr"' in text
+
+
+def test_frontend_listens_on_listen_port(dock: Docker) -> None:
+    fe = dock.run("mlops/frontend:1.0.0", *FRONTEND_RUN, "-e", "LISTEN_PORT=9080", ports=(9080,))
+    wait_for(fe.url(9080, "/health"))
+    health = docker("inspect", "-f", "{{json .Config.Healthcheck.Test}}", fe.name).stdout
+    assert "LISTEN_PORT" in health
+    probe = json.loads(health)[1:]
+    assert docker("exec", fe.name, *probe, check=False).returncode == 0
+    run = docker("run", "--rm", *FRONTEND_RUN, "-e", "LISTEN_PORT=http", "mlops/frontend:1.0.0", "check", check=False)
+    assert run.returncode == 2 and "LISTEN_PORT" in run.stderr

@@ -82,6 +82,11 @@ def test_fill_the_form_and_read_the_prediction(browser: Any, stack: str, model_d
         field = page.locator("#f-worst_area")
         assert float(field.input_value()) == pytest.approx(area["median"])
         assert float(field.get_attribute("max")) == pytest.approx(area["accepted_max"])
+        # Defaults read as a person writes them: no floating-point noise (13.274999999999999).
+        for f in model_doc["features"]:
+            shown = page.locator(f"#f-{f['name']}").input_value()
+            assert float(shown) == pytest.approx(f["median"], rel=1e-12), (f["name"], shown)
+            assert len(shown.replace("-", "").replace(".", "").lstrip("0")) <= 8, (f["name"], shown)
 
         # A typical benign record (the medians) first.
         page.click("#submit")

@@ -11,6 +11,12 @@ function fmt(value) {
   return Number(value).toPrecision(4).replace(/\.?0+$/, "").replace(/\.?0+e/, "e");
 }
 
+// A number as a person writes it: binary floating-point noise rounded away
+// (13.274999999999999 -> "13.275", 0.09545000000000001 -> "0.09545"), no other rounding.
+function plain(value) {
+  return String(Number(Number(value).toPrecision(12)));
+}
+
 function setPill(id, state, text) {
   const pill = el(id);
   pill.className = "pill " + state;
@@ -63,8 +69,8 @@ function buildForm(model) {
     input.required = true;
     input.min = String(f.accepted_min);
     input.max = String(f.accepted_max);
-    input.value = String(f.median);
-    input.dataset.default = String(f.median);
+    input.value = plain(f.median);
+    input.dataset.default = plain(f.median);
     const hint = document.createElement("span");
     hint.className = "hint";
     hint.textContent = "observed " + fmt(f.observed_min) + " to " + fmt(f.observed_max) +

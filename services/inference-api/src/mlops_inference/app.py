@@ -1,55 +1,55 @@
 """The FastAPI application: health, readiness, model description, prediction, metrics.
 
-`/predict` reads and validates its body itself rather than through FastAPI's body
-parameter: that keeps full control of the status codes (400 malformed JSON, 413 too
-large, 415 wrong content type, 422 invalid field) and of the messages, which always name
-the field at fault, and it keeps the single-record path short. The OpenAPI document still
-describes the body (see `_openapi`).
+`POST /predict` is an ordinary FastAPI route whose body is a pydantic model (one record,
+or a batch {"records": [...]}, told apart by the "records" key). FastAPI and pydantic do
+all the checking; the exception handlers below only shape the answer, so that every error
+names the field at fault and carries the documented status: 400 malformed JSON, 413 body
+or batch too large, 415 wrong content type, 422 invalid field. Answers are serialised with
+orjson.
 """
 
 from __future__ import annotations
 
 import gc
 import html
-import itertools
 import json
 import logging
 import math
 import operator
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from fastapi import FastAPI, Request
-from fastapi.openapi.utils import get_openapi
+import orjson
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import ValidationError
-from pydantic_core import from_json
-from starlette.types import ASGIApp, Receive, Scope, Send
+from prometheus_client import CONTENT_TYPE_LATEST, multiprocess
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import __version__
 from .model import Model, ModelError, load_model
-from .observability import Metrics, ObservabilityMiddleware
+from .observability import Metrics, ObservabilityMiddleware, exposition, multiprocess_dir
 from .schemas import (
+    BODY_TAGS,
     FEATURES,
     BatchPrediction,
     BatchRequest,
     ErrorResponse,
-    PatientFeatures,
+    PredictRequest,
     SinglePrediction,
 )
 from .settings import Settings
 
 log = logging.getLogger("mlops_inference")
 MAX_ERRORS = 20  # errors listed per response; the count says how many there were in all
-_row = operator.attrgetter(*FEATURES)  # a record's values in the model's feature order
-_values = operator.itemgetter(*FEATURES)
-_FEATURE_KEYS = frozenset(FEATURES)
-_NUMBER_TYPES = frozenset((float, int))
+_row = operator.itemgetter(*FEATURES)  # a record's values in the model's feature order
 
 # Swagger UI's files (swagger-ui-dist, vendored by scripts/build-images.sh): in the image
 # /opt/mlops/vendor/swagger-ui, in the source tree services/inference-api/vendor/swagger-ui.
@@ -94,51 +94,86 @@ def _docs_html(title: str, root: str) -> str:
 """
 
 
-def _well_formed_record(payload: object) -> list[float] | None:
-    """One record's values in the model's feature order when it has exactly the thirty
-    fields, each a finite JSON number (not a boolean); None when anything is off, so that
-    pydantic judges the body and names the fault. Same rules as PatientFeatures."""
-    if type(payload) is not dict or payload.keys() != _FEATURE_KEYS:
-        return None
-    values = _values(payload)
-    if not _NUMBER_TYPES.issuperset(map(type, values)):
-        return None
-    try:
-        row = list(map(float, values))
-    except OverflowError:  # an integer beyond float range
-        return None
-    return row if all(map(math.isfinite, row)) else None
+class OrjsonResponse(JSONResponse):
+    """JSON rendered by orjson (compiled; floats printed shortest-exact, like repr).
+
+    FastAPI's own ORJSONResponse does the same but is deprecated in FastAPI 0.165."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
 
 
-def _well_formed_rows(payload: object) -> np.ndarray | None:
-    """The rows of {"records": [record, ...]} when every record has exactly the thirty
-    fields, each a finite JSON number (not a boolean); None when anything is off, so that
-    pydantic judges the body and names the fault. Same rules as PatientFeatures, in bulk:
-    each check is one pass over all records in C (map), not a Python loop per record."""
-    if type(payload) is not dict or payload.keys() != {"records"}:
-        return None
-    records = payload["records"]
-    if type(records) is not list or not records:
-        return None
-    if set(map(type, records)) != {dict}:
-        return None
-    if not all(map(operator.eq, map(dict.keys, records), itertools.repeat(_FEATURE_KEYS))):
-        return None
-    rows = list(map(_values, records))
-    if not all(map(_NUMBER_TYPES.issuperset, map(_types, rows))):
-        return None
-    try:
-        x = np.fromiter(itertools.chain.from_iterable(rows), np.float64, count=len(rows) * len(FEATURES))
-    except OverflowError:  # an integer beyond float range
-        return None
-    return x.reshape(len(rows), len(FEATURES)) if np.isfinite(x).all() else None
+class JsonRequest(Request):
+    """A request whose JSON body is parsed by orjson. orjson refuses a few things Python's
+    json module reads (NaN, Infinity, integers beyond 64 bits): such a body is read again
+    with the json module, so that pydantic judges those values and names the field (422),
+    and only JSON that neither parser reads is malformed (400)."""
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            body = await self.body()
+            try:
+                self._json = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                self._json = json.loads(body)
+        return self._json
 
 
-def _types(values: tuple[Any, ...]) -> map:  # type: ignore[type-arg]
-    return map(type, values)
+class JsonRoute(APIRoute):
+    """FastAPI's route with JsonRequest (the "custom Request and APIRoute class" pattern)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route_handler(request: Request) -> Response:
+            return await handler(JsonRequest(request.scope, request.receive))
+
+        return route_handler
 
 
-def _field(loc: tuple[str | int, ...]) -> str:
+class BodyLimit:
+    """Refuses request bodies over `limit` bytes: by Content-Length before reading, or once
+    the bytes received pass it. The 413 is raised where the route reads the body, so the
+    app's exception handler answers it like every other error. (FastAPI's own
+    max_body_size answers a too-long Content-Length in plain text, whatever the handlers.)"""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.limit
+        received = 0
+        for key, value in scope["headers"]:
+            if key == b"content-length":
+                if value.isdigit() and int(value) > limit:
+                    received = limit + 1  # refused at the first read, before any byte
+                break
+
+        async def limited() -> Message:
+            nonlocal received
+            if received <= limit:
+                message = await receive()
+                received += len(message.get("body", b""))
+                if received <= limit:
+                    return message
+            raise HTTPException(413)
+
+        await self.app(scope, limited, send)
+
+
+class ApiError(Exception):
+    """A refused request: status, the errors' detail items (capped), why (a metric label)."""
+
+    def __init__(self, status: int, reason: str, detail: list[dict[str, Any]], total: int | None = None) -> None:
+        super().__init__(status, reason)
+        self.status, self.reason, self.detail, self.total = status, reason, detail, total
+
+
+def _field(loc: tuple[str | int, ...] | list[str | int]) -> str:
     """('records', 3, 'mean_radius') -> 'records[3].mean_radius'."""
     out = ""
     for part in loc:
@@ -149,29 +184,20 @@ def _field(loc: tuple[str | int, ...]) -> str:
     return out or "body"
 
 
-def _error(status: int, field: str, kind: str, msg: str, loc: list[str | int] | None = None) -> JSONResponse:
-    item = {"field": field, "loc": loc if loc is not None else ["body"], "type": kind, "msg": f"{field}: {msg}"}
-    return JSONResponse({"detail": [item]}, status_code=status)
+def _item(field: str, kind: str, msg: str, loc: list[str | int] | None = None) -> dict[str, Any]:
+    return {"field": field, "loc": loc if loc is not None else ["body"], "type": kind, "msg": f"{field}: {msg}"}
 
 
-def _validation_error(exc: ValidationError, metrics: Metrics) -> JSONResponse:
-    errors = exc.errors(include_url=False)
-    first = errors[0] if errors else {"type": "", "loc": ()}
-    if first["type"] == "json_invalid":
-        metrics.invalid.labels("malformed_json").inc()
-        return _error(400, "body", "json_invalid", f"malformed JSON: {first['msg']}")
-    metrics.invalid.labels("validation").inc()
-    if first["type"] in ("model_type", "model_attributes_type", "dict_type") and not first["loc"]:
-        return _error(422, "body", "object_type", 'must be a JSON object: one record, or {"records": [record, ...]}')
-    detail = []
-    for e in errors[:MAX_ERRORS]:
-        loc = tuple(e["loc"])
-        field = _field(loc)
-        detail.append({"field": field, "loc": ["body", *loc], "type": e["type"], "msg": f"{field}: {e['msg']}"})
-    body: dict[str, Any] = {"detail": detail}
-    if len(errors) > MAX_ERRORS:
-        body["errors_total"] = len(errors)
-    return JSONResponse(body, status_code=422)
+def _body_error(status: int, reason: str, kind: str, msg: str) -> ApiError:
+    """An error about the body as a whole (field `body`)."""
+    return ApiError(status, reason, [_item("body", kind, msg)])
+
+
+NOT_JSON = ApiError(
+    415,
+    "content_type",
+    [_item("content-type", "unsupported_media_type", "must be application/json", ["header", "content-type"])],
+)
 
 
 def _is_json(content_type: str | None) -> bool:
@@ -209,14 +235,11 @@ class Service:
         self._accepted = (model.accepted_min.tolist(), model.accepted_max.tolist())
         self._observed = (model.observed_min.tolist(), model.observed_max.tolist())
         self._warn = [f"{name}: outside the range observed in training" for name in model.features]
-        self._warn_json = [json.dumps(w) for w in self._warn]
-        ref = json.dumps({"name": model.name, "version": model.version}, separators=(",", ":"))
-        self._one_tail = ',"model":' + ref + "}"
-        self._batch_head = '{"model":' + ref + ',"predictions":['
-        self.response_headers = [(b"content-type", b"application/json"), (b"x-model-version", model.version.encode())]
+        self._ref = {"name": model.name, "version": model.version}
+        self.response_headers = {"x-model-version": model.version}
         self._benign = self.metrics.predictions.labels(model.version, "benign")
         self._malignant = self.metrics.predictions.labels(model.version, "malignant")
-        self.metrics.model_info.info({"name": model.name, "version": model.version, "sha256": model.sha256})
+        self.metrics.model_info.labels(model.name, model.version, model.sha256).set(1)
         self.metrics.model_ready.set(1)
         log.info(
             "model loaded",
@@ -261,46 +284,36 @@ class Service:
             ],
         }
 
-    def _refuse(self, cells: list[tuple[int, int]], value: Any, locs: list[tuple[str | int, ...]]) -> JSONResponse:
+    def _refuse(
+        self, cells: list[tuple[int, int]], value: Callable[[int, int], float], locs: list[tuple[Any, ...]]
+    ) -> ApiError:
         """422 for values beyond the accepted domain: (row, feature) cells, value(row, feature)."""
         model = self.model
         assert model is not None
-        self.metrics.invalid.labels("out_of_range").inc()
         detail = []
         for r, c in cells[:MAX_ERRORS]:
             loc = (*locs[r], model.features[c])
-            field = _field(loc)
             detail.append(
-                {
-                    "field": field,
-                    "loc": ["body", *loc],
-                    "type": "out_of_range",
-                    "msg": (
-                        f"{field}: {value(r, c):g} is outside the accepted range "
-                        f"{model.accepted_min[c]:g}..{model.accepted_max[c]:g} "
-                        f"(observed in training: {model.observed_min[c]:g}..{model.observed_max[c]:g})"
-                    ),
-                }
+                _item(
+                    _field(loc),
+                    "out_of_range",
+                    f"{value(r, c):g} is outside the accepted range "
+                    f"{model.accepted_min[c]:g}..{model.accepted_max[c]:g} "
+                    f"(observed in training: {model.observed_min[c]:g}..{model.observed_max[c]:g})",
+                    ["body", *loc],
+                )
             )
-        body: dict[str, Any] = {"detail": detail}
-        if len(cells) > MAX_ERRORS:
-            body["errors_total"] = len(cells)
-        return JSONResponse(body, status_code=422)
+        return ApiError(422, "out_of_range", detail, len(cells) if len(cells) > MAX_ERRORS else None)
 
-    # One prediction as JSON text, built by formatting: json.dumps of a dict per row costs
-    # more than the whole model. Floats print as repr, exactly as json.dumps prints them
-    # (and they are finite: 0 <= p <= 1). Key order as before: prediction, probability,
-    # probabilities, warnings (then model, for a single record).
-    _BENIGN = '{"prediction":"benign","probability":%r,"probabilities":{"malignant":%r,"benign":%r},"warnings":%s'
-    _MALIGNANT = '{"prediction":"malignant","probability":%r,"probabilities":{"malignant":%r,"benign":%r},"warnings":%s'
-
-    def _result(self, p_benign: float, p_malignant: float, warnings: str) -> str:
-        if p_benign >= self._threshold:
-            return self._BENIGN % (p_benign, p_malignant, p_benign, warnings)
-        return self._MALIGNANT % (p_malignant, p_malignant, p_benign, warnings)
-
-    def _warnings(self, columns: Any) -> str:
-        return "[" + ",".join([self._warn_json[c] for c in columns]) + "]"
+    def _result(self, p_benign: float, warnings: list[str]) -> dict[str, Any]:
+        p_malignant = 1.0 - p_benign
+        benign = p_benign >= self._threshold
+        return {
+            "prediction": "benign" if benign else "malignant",
+            "probability": p_benign if benign else p_malignant,
+            "probabilities": {"malignant": p_malignant, "benign": p_benign},
+            "warnings": warnings,
+        }
 
     def _count(self, n_rows: int, n_benign: int) -> None:
         if n_benign:
@@ -309,129 +322,56 @@ class Service:
             self._malignant.inc(n_rows - n_benign)
         self.metrics.batch_rows.observe(n_rows)
 
-    def classify_one(self, row: list[float]) -> JSONResponse | bytes:
-        """One record, in plain Python floats (for a single row several times faster than
-        numpy's per-call overhead; the same logit and probability, tests compare both paths).
-        The answer's JSON body, or a 422 when a value lies outside the accepted domain."""
+    def classify_one(self, row: list[float]) -> dict[str, Any]:
+        """One record, in plain Python floats (for one row several times faster than numpy's
+        per-call overhead; the same logit and probability: tests compare both paths).
+        Raises ApiError (422) when a value lies outside the accepted domain."""
         # Range checks as C-level passes (map); which columns are off is worked out only
         # when one is.
         lo, hi = self._accepted
         if any(map(operator.lt, row, lo)) or any(map(operator.gt, row, hi)):
             refused = [c for c, v in enumerate(row) if v < lo[c] or v > hi[c]]
-            return self._refuse([(0, c) for c in refused], lambda _r, c: row[c], [()])
+            raise self._refuse([(0, c) for c in refused], lambda _r, c: row[c], [()])
         logit = self._bias + sum(map(operator.mul, row, self._weights))
         p_benign = 0.5 * (1.0 + math.tanh(0.5 * logit))
         self._count(1, 1 if p_benign >= self._threshold else 0)
         olo, ohi = self._observed
-        warnings = "[]"
+        warnings: list[str] = []
         if any(map(operator.lt, row, olo)) or any(map(operator.gt, row, ohi)):
-            warnings = self._warnings([c for c, v in enumerate(row) if v < olo[c] or v > ohi[c]])
-        return (self._result(p_benign, 1.0 - p_benign, warnings) + self._one_tail).encode()
+            warnings = [self._warn[c] for c, v in enumerate(row) if v < olo[c] or v > ohi[c]]
+        return {**self._result(p_benign, warnings), "model": self._ref}
 
-    def classify_batch(self, x: np.ndarray) -> JSONResponse | bytes:
-        """Several records (rows of x) with numpy: one matrix product for all rows. The
-        answer's JSON body; a 422 refusing them all when one lies outside the accepted domain."""
+    def classify_batch(self, x: np.ndarray) -> dict[str, Any]:
+        """Several records (rows of x) with numpy: one matrix product for all rows. Raises
+        ApiError (422, refusing them all) when one lies outside the accepted domain."""
         model = self.model
         assert model is not None
         refused = (x < model.accepted_min) | (x > model.accepted_max)
         if refused.any():
             cells = [(int(r), int(c)) for r, c in np.argwhere(refused)]
-            return self._refuse(cells, lambda r, c: float(x[r, c]), [("records", i) for i in range(len(x))])
+            raise self._refuse(cells, lambda r, c: float(x[r, c]), [("records", i) for i in range(len(x))])
         benign = model.predict_proba(x)
         unusual = (x < model.observed_min) | (x > model.observed_max)
-        warn_rows = np.flatnonzero(unusual.any(axis=1)).tolist()
-        self._count(len(x), int(np.count_nonzero(benign >= model.threshold)))
-        warnings = ["[]"] * len(x)
-        for i in warn_rows:
-            warnings[i] = self._warnings(np.flatnonzero(unusual[i]).tolist())
-        b_fmt, m_fmt = self._BENIGN, self._MALIGNANT
-        parts = [
-            b_fmt % (b, m, b, w) if is_b else m_fmt % (m, m, b, w)
-            for is_b, b, m, w in zip(
-                (benign >= self._threshold).tolist(), benign.tolist(), (1.0 - benign).tolist(), warnings, strict=True
-            )
-        ]
-        return (self._batch_head + "},".join(parts) + "}]}").encode()
-
-
-class _Disconnected(Exception):
-    """The client went away before its body arrived."""
-
-
-async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes | None:
-    """The body, or None when it exceeds `limit` bytes (read no further than that)."""
-    for key, value in scope["headers"]:
-        if key == b"content-length":
-            if value.isdigit() and int(value) > limit:
-                return None
-            break
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise _Disconnected
-        chunk = message.get("body", b"")
-        if chunk:
-            chunks.append(chunk)
-            size += len(chunk)
-            if size > limit:
-                return None
-        if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope["headers"]:
-        if key == name:
-            return value.decode("latin-1")
-    return None
-
-
-async def _send_json(send: Send, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
-    await send(
-        {"type": "http.response.start", "status": 200, "headers": [*headers, (b"content-length", b"%d" % len(body))]}
-    )
-    await send({"type": "http.response.body", "body": body})
-
-
-class _Delegate(Response):
-    """A response that runs an ASGI handler: FastAPI's route for /predict hands over to the
-    same handler that FastPaths calls directly."""
-
-    def __init__(self, handler: Any) -> None:
-        self.handler = handler
-        self.background = None
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self.handler(scope, receive, send)
-
-
-class FastPaths:
-    """Answers the hot routes (POST /predict, and the benchmark baselines on the same
-    footing) as plain ASGI handlers, without FastAPI's routing and dependency solving:
-    that machinery costs more per request than the model. Everything else, and every
-    other method on these paths, goes to the FastAPI app unchanged. Under the /api prefix
-    the path is matched without it (ObservabilityMiddleware sets root_path)."""
-
-    def __init__(self, app: ASGIApp, handlers: dict[tuple[str, str], Any]) -> None:
-        self.app = app
-        self.handlers = handlers
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            path = scope["path"]
-            root = scope.get("root_path", "")
-            if root and path.startswith(root):
-                path = path[len(root) :]
-            handler = self.handlers.get((scope["method"], path))
-            if handler is not None:
-                try:
-                    await handler(scope, receive, send)
-                except _Disconnected:
-                    pass
-                return
-        await self.app(scope, receive, send)
+        is_benign = benign >= model.threshold
+        self._count(len(x), int(np.count_nonzero(is_benign)))
+        no_warnings: list[str] = []  # shared by every row without one (only serialised)
+        warnings = [no_warnings] * len(x)
+        for i in np.flatnonzero(unusual.any(axis=1)).tolist():
+            warnings[i] = [self._warn[c] for c in np.flatnonzero(unusual[i]).tolist()]
+        return {
+            "model": self._ref,
+            "predictions": [
+                {
+                    "prediction": "benign" if b else "malignant",
+                    "probability": pb if b else pm,
+                    "probabilities": {"malignant": pm, "benign": pb},
+                    "warnings": w,
+                }
+                for b, pb, pm, w in zip(
+                    is_benign.tolist(), benign.tolist(), (1.0 - benign).tolist(), warnings, strict=True
+                )
+            ],
+        }
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -449,6 +389,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "started", extra={"fields": {"event": "started", "port": settings.port, "ready": service.model is not None}}
         )
         yield
+        if multiprocess_dir() is not None:  # this worker's live gauges leave the sums
+            multiprocess.mark_process_dead(os.getpid())
         log.info("shutting down: in-flight requests finished", extra={"fields": {"event": "stopped"}})
 
     app = FastAPI(
@@ -459,15 +401,79 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "needle aspirate (Wisconsin Diagnostic Breast Cancer features). Decision support only."
         ),
         lifespan=lifespan,
+        default_response_class=OrjsonResponse,
+        # FastAPI's OpenTelemetry hooks: the API exports Prometheus metrics of its own.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
         # FastAPI's own /docs and /redoc load their scripts from a CDN: blank pages offline.
         docs_url=None,
         redoc_url=None,
     )
     app.state.service = service
+    app.router.route_class = JsonRoute
+
+    # ------------------------------------------------------------ errors, in one shape
+
+    def refused(exc: ApiError) -> OrjsonResponse:
+        metrics.invalid.labels(exc.reason).inc()
+        body: dict[str, Any] = {"detail": exc.detail}
+        if exc.total is not None:
+            body["errors_total"] = exc.total
+        return OrjsonResponse(body, status_code=exc.status)
+
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, exc: ApiError) -> Response:
+        return refused(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_body(request: Request, exc: RequestValidationError) -> Response:
+        """Why FastAPI could not judge the body, in the order a client should fix it: the
+        model is not loaded (503), the body is not declared JSON (415: FastAPI then leaves
+        it unparsed), it is not JSON (400), a field is wrong (422)."""
+        if service.model is None:
+            return not_ready()
+        if not _is_json(request.headers.get("content-type")):
+            return refused(NOT_JSON)
+        errors = exc.errors()
+        first = errors[0] if errors else {"type": "", "loc": ()}
+        if first["type"] == "json_invalid":
+            reason = first.get("ctx", {}).get("error") or first.get("msg", "")
+            return refused(_body_error(400, "malformed_json", "json_invalid", f"malformed JSON: {reason}"))
+        if first["type"] == "missing" and tuple(first["loc"]) == ("body",) and exc.body in (None, b""):
+            # No body at all (FastAPI reads an empty body as a missing one).
+            return refused(_body_error(400, "malformed_json", "json_invalid", "malformed JSON: empty body"))
+        detail = []
+        for e in errors[:MAX_ERRORS]:
+            loc = list(e["loc"])
+            if loc[:1] == ["body"]:
+                loc = loc[1:]
+            if loc[:1] and loc[0] in BODY_TAGS:  # the union's tag: which shape was meant
+                loc = loc[1:]
+            if not loc:  # the body itself: not a JSON object
+                detail.append(
+                    _item("body", "object_type", 'must be a JSON object: one record, or {"records": [record, ...]}')
+                )
+                continue
+            field = _field(loc)
+            detail.append({"field": field, "loc": ["body", *loc], "type": e["type"], "msg": f"{field}: {e['msg']}"})
+        reason = "empty_batch" if first["type"] == "too_short" and detail[0]["field"] == "records" else "validation"
+        return refused(ApiError(422, reason, detail, len(errors) if len(errors) > MAX_ERRORS else None))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 413:  # BodyLimit
+            return refused(_body_error(413, "too_large", "too_large", f"exceeds {settings.max_body_bytes} bytes"))
+        if exc.status_code == 400:  # a body FastAPI could not read at all (not UTF-8 JSON)
+            return refused(_body_error(400, "malformed_json", "json_invalid", f"malformed JSON: {exc.detail}"))
+        return OrjsonResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+    # ------------------------------------------------------------ routes
 
     @app.get("/health", tags=["probes"], summary="Liveness: the process answers")
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
+    async def health() -> OrjsonResponse:
+        return OrjsonResponse({"status": "ok"})
+
+    def not_ready() -> OrjsonResponse:
+        return OrjsonResponse({"status": "not ready", "reason": service.model_error}, status_code=503)
 
     @app.get(
         "/ready",
@@ -475,11 +481,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Readiness: the model is loaded and its checksum verified",
         responses={503: {"description": "model not loaded, with the reason"}},
     )
-    async def ready() -> JSONResponse:
+    async def ready() -> OrjsonResponse:
         model = service.model
         if model is None:
-            return JSONResponse({"status": "not ready", "reason": service.model_error}, status_code=503)
-        return JSONResponse(
+            return not_ready()
+        return OrjsonResponse(
             {"status": "ready", "model": {"name": model.name, "version": model.version, "sha256": model.sha256}}
         )
 
@@ -489,17 +495,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="The served model: identity, checksum, training metrics, features and their ranges",
         responses={503: {"description": "model not loaded"}},
     )
-    async def model_info() -> JSONResponse:
-        if service.model is None:
-            return JSONResponse({"status": "not ready", "reason": service.model_error}, status_code=503)
-        return JSONResponse(service.model_json)
+    async def model_info() -> OrjsonResponse:
+        return not_ready() if service.model is None else OrjsonResponse(service.model_json)
 
     @app.post(
         "/predict",
         tags=["model"],
         summary='Classify one record, or a batch {"records": [...]}',
+        response_model=None,
         responses={
-            200: {"model": SinglePrediction, "description": "one record: SinglePrediction; a batch: BatchPrediction"},
+            200: {
+                "model": SinglePrediction | BatchPrediction,
+                "description": "one record: SinglePrediction; a batch: BatchPrediction",
+            },
             400: {"model": ErrorResponse, "description": "malformed JSON"},
             413: {"model": ErrorResponse, "description": "body or batch too large"},
             415: {"model": ErrorResponse, "description": "content type is not application/json"},
@@ -507,116 +515,45 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             503: {"description": "model not loaded"},
         },
     )
-    async def predict(request: Request) -> Response:
-        return _Delegate(predict_asgi)
-
-    async def predict_asgi(scope: Scope, receive: Receive, send: Send) -> None:
-        answer = await predict_answer(scope, receive)
-        if isinstance(answer, bytes):
-            await _send_json(send, answer, service.response_headers)
-        else:
-            await answer(scope, receive, send)
-
-    def judge_one(payload: object, raw: bytes) -> JSONResponse | bytes:
-        """One record (a parsed body without "records"): the fast check, else pydantic
-        (from the bytes, as ever, unless the word "records" is in them: then from the
-        parsed body, so the messages stay exactly what they were)."""
-        row = _well_formed_record(payload)
-        if row is None:
-            try:
-                if b'"records"' in raw:
-                    record = PatientFeatures.model_validate(payload)
-                else:
-                    record = PatientFeatures.model_validate_json(raw)
-            except ValidationError as exc:
-                return _validation_error(exc, metrics)
-            row = list(_row(record))
-        return service.classify_one(row)
-
-    async def predict_answer(scope: Scope, receive: Receive) -> Response | bytes:
+    async def predict(body: PredictRequest) -> OrjsonResponse:
         if service.model is None:
-            return JSONResponse({"status": "not ready", "reason": service.model_error}, status_code=503)
-        if not _is_json(_header(scope, b"content-type")):
-            metrics.invalid.labels("content_type").inc()
-            return _error(
-                415, "content-type", "unsupported_media_type", "must be application/json", ["header", "content-type"]
-            )
-        raw = await _read_body(scope, receive, settings.max_body_bytes)
-        if raw is None:
-            metrics.invalid.labels("too_large").inc()
-            return _error(413, "body", "too_large", f"exceeds {settings.max_body_bytes} bytes")
-        # Parse once (pydantic-core, from bytes); well-formed bodies take the fast checks
-        # (keys, types and finiteness in bulk); anything else goes to pydantic, which finds
-        # and names the fault. The body limit bounds the work an oversized batch causes
-        # before its length is judged.
-        try:
-            payload = from_json(raw)
-        except ValueError as exc:
-            metrics.invalid.labels("malformed_json").inc()
-            # Worded as before: pydantic's "Invalid JSON: ..." where it judged the bytes.
-            reason = f"Invalid JSON: {exc}" if b'"records"' not in raw else str(exc)
-            return _error(400, "body", "json_invalid", f"malformed JSON: {reason}")
-        if type(payload) is not dict or "records" not in payload:
-            # One record (or not an object): "records" may still appear inside a value.
-            return judge_one(payload, raw)
-        fast = _well_formed_rows(payload)
-        if fast is not None:
-            n = len(fast)
+            return not_ready()
+        if not isinstance(body, BatchRequest):
+            answer = service.classify_one(list(_row(body)))
+        else:
+            n = len(body.records)
             if n > settings.max_batch_rows:
-                metrics.invalid.labels("too_large").inc()
-                return _error(
-                    413, "records", "too_long", f"a batch holds at most {settings.max_batch_rows} records, got {n}",
-                    ["body", "records"],
+                raise ApiError(
+                    413,
+                    "too_large",
+                    [
+                        _item(
+                            "records", "too_long", f"a batch holds at most {settings.max_batch_rows} records, got {n}",
+                            ["body", "records"],
+                        )
+                    ],
                 )  # fmt: skip
-            return service.classify_batch(fast)
-        try:
-            batch = BatchRequest.model_validate(payload)
-        except ValidationError as exc:
-            return _validation_error(exc, metrics)
-        if not batch.records:
-            metrics.invalid.labels("empty_batch").inc()
-            return _error(422, "records", "too_short", "a batch holds at least 1 record", ["body", "records"])
-        if len(batch.records) > settings.max_batch_rows:
-            metrics.invalid.labels("too_large").inc()
-            return _error(
-                413,
-                "records",
-                "too_long",
-                f"a batch holds at most {settings.max_batch_rows} records, got {len(batch.records)}",
-                ["body", "records"],
-            )
-        return service.classify_batch(np.asarray([_row(r) for r in batch.records], dtype=np.float64))
-
-    fast_paths: dict[tuple[str, str], Any] = {("POST", "/predict"): predict_asgi}
+            answer = service.classify_batch(np.array(list(map(_row, body.records)), dtype=np.float64))
+        return OrjsonResponse(answer, headers=service.response_headers)
 
     @app.get("/metrics", tags=["probes"], summary="Prometheus exposition", response_class=Response)
     async def prometheus_metrics() -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(exposition(metrics), media_type=CONTENT_TYPE_LATEST)
 
     if settings.benchmark_endpoint:
         # Internal benchmark baseline (ENABLE_BENCHMARK_ENDPOINT=1): the same server,
-        # middleware, dispatch (FastPaths) and way of answering as /predict, with no work.
-        # The POST variant reads the body and discards it.
-        constant = b'{"status":"ok","constant":true}'
-        constant_headers = [(b"content-type", b"application/json")]
-
-        async def constant_get(scope: Scope, receive: Receive, send: Send) -> None:
-            await _send_json(send, constant, constant_headers)
-
-        async def constant_post(scope: Scope, receive: Receive, send: Send) -> None:
-            await _read_body(scope, receive, settings.max_body_bytes)
-            await _send_json(send, constant, constant_headers)
-
-        fast_paths[("GET", "/benchmark/constant")] = constant_get
-        fast_paths[("POST", "/benchmark/constant")] = constant_post
+        # middleware, routing and response class as /predict, with no work. The POST variant
+        # reads the body and discards it.
+        constant = {"status": "ok", "constant": True}
 
         @app.get("/benchmark/constant", include_in_schema=False)
-        async def constant_get_route() -> Response:
-            return _Delegate(constant_get)
+        async def constant_get() -> OrjsonResponse:
+            return OrjsonResponse(constant)
 
         @app.post("/benchmark/constant", include_in_schema=False)
-        async def constant_post_route() -> Response:
-            return _Delegate(constant_post)
+        async def constant_post(request: Request) -> OrjsonResponse:
+            await request.body()
+            return OrjsonResponse(constant)
 
     @app.get("/docs", include_in_schema=False)
     async def docs(request: Request) -> HTMLResponse:
@@ -628,33 +565,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.mount(SWAGGER_PATH, StaticFiles(directory=SWAGGER_DIR, check_dir=False), name="swagger-ui")
 
-    def _openapi() -> dict[str, Any]:
-        if app.openapi_schema:
-            return app.openapi_schema
-        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
-        components = schema.setdefault("components", {}).setdefault("schemas", {})
-        for model_cls in (PatientFeatures, BatchRequest, BatchPrediction):
-            js = model_cls.model_json_schema(ref_template="#/components/schemas/{model}")
-            components.update(js.pop("$defs", {}))
-            components[model_cls.__name__] = js
-        schema["paths"]["/predict"]["post"]["requestBody"] = {
-            "required": True,
-            "content": {
-                "application/json": {
-                    "schema": {
-                        "oneOf": [
-                            {"$ref": "#/components/schemas/PatientFeatures"},
-                            {"$ref": "#/components/schemas/BatchRequest"},
-                        ]
-                    }
-                }
-            },
-        }
-        app.openapi_schema = schema
-        return schema
-
-    app.openapi = _openapi  # type: ignore[method-assign]
     routes = [getattr(r, "path", "") for r in app.routes]
-    app.add_middleware(FastPaths, handlers=fast_paths)  # inside ObservabilityMiddleware: measured and logged
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)  # inside ObservabilityMiddleware
     app.add_middleware(ObservabilityMiddleware, metrics=metrics, routes=routes, prefixes=(SWAGGER_PATH,))
     return app

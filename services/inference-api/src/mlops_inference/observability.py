@@ -3,12 +3,21 @@
 One JSON line per request (no request body, no feature values: the inputs are patient
 data and stay out of logs). Metrics live in a registry of their own per app, so tests can
 build several apps in one process.
+
+With several uvicorn workers (WEB_CONCURRENCY > 1) each worker is a process of its own:
+__main__ then sets PROMETHEUS_MULTIPROC_DIR before prometheus_client is imported, every
+worker writes its values to files there, and /metrics (answered by any one worker) adds up
+all workers' files (prometheus_client's multiprocess mode). Gauges say how: requests in
+flight add up over live workers, the model counts as ready only when every live worker has
+it. The process_* series then describe the answering worker only, and python_gc_* and
+python_info are left out.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sys
 import time
@@ -17,7 +26,15 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, disable_created_metrics
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+    multiprocess,
+)
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
@@ -63,14 +80,23 @@ def configure_logging(level: str) -> None:
     logging.getLogger("uvicorn.access").disabled = True  # our middleware logs requests
 
 
+def multiprocess_dir() -> str | None:
+    """Where the workers' metric files live when there are several workers, else None."""
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
 class Metrics:
     def __init__(self) -> None:
         # No *_created series: they double the exposition and no dashboard uses them.
         disable_created_metrics()
         self.registry = CollectorRegistry(auto_describe=True)
-        ProcessCollector(registry=self.registry)
-        PlatformCollector(registry=self.registry)
-        GCCollector(registry=self.registry)
+        # With several workers the process_* series (of the answering worker) stay out of the
+        # shared registry's metric files: they come from a registry of their own.
+        self.process_registry = self.registry if multiprocess_dir() is None else CollectorRegistry()
+        ProcessCollector(registry=self.process_registry)
+        if multiprocess_dir() is None:
+            PlatformCollector(registry=self.registry)
+            GCCollector(registry=self.registry)
         self.requests = Counter(
             "inference_http_requests",
             "HTTP requests by method, route and status code.",
@@ -84,7 +110,12 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
-        self.in_flight = Gauge("inference_http_requests_in_flight", "Requests being answered.", registry=self.registry)
+        self.in_flight = Gauge(
+            "inference_http_requests_in_flight",
+            "Requests being answered.",
+            registry=self.registry,
+            multiprocess_mode="livesum",
+        )
         self.predictions = Counter(
             "inference_predictions",
             "Records classified, by predicted class and model version.",
@@ -103,13 +134,20 @@ class Metrics:
             ["reason"],
             registry=self.registry,
         )
-        self.model_info = Info(
-            "inference_model",
+        # The model's identity as labels of a constant 1 (what an Info metric exposes, as a
+        # gauge so that it also works with several workers).
+        self.model_info = Gauge(
+            "inference_model_info",
             "The model this process serves (set once it is loaded and verified).",
+            ["name", "version", "sha256"],
             registry=self.registry,
+            multiprocess_mode="max",
         )
         self.model_ready = Gauge(
-            "inference_model_ready", "1 when the model is loaded and its checksum verified.", registry=self.registry
+            "inference_model_ready",
+            "1 when the model is loaded and its checksum verified.",
+            registry=self.registry,
+            multiprocess_mode="livemin",
         )
 
 
@@ -192,3 +230,13 @@ class ObservabilityMiddleware:
                         }
                     },
                 )
+
+
+def exposition(metrics: Metrics) -> bytes:
+    """The text exposition: the app's registry, or all workers' values in multiprocess mode
+    (plus the answering worker's process_* series)."""
+    if multiprocess_dir() is None:
+        return generate_latest(metrics.registry)
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    return generate_latest(registry) + generate_latest(metrics.process_registry)

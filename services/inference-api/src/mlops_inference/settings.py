@@ -52,6 +52,9 @@ class Settings:
     max_batch_rows: int = 1000
     max_body_bytes: int = 4 * 1024 * 1024
     graceful_timeout_s: int = 20
+    # uvicorn worker processes (WEB_CONCURRENCY, the convention uvicorn and gunicorn share);
+    # the catalogue sizes it to the container's CPU limit.
+    workers: int = 1
     # Internal: a constant-response endpoint for the benchmark baseline. Off by default.
     benchmark_endpoint: bool = False
 
@@ -80,5 +83,6 @@ class Settings:
             max_batch_rows=_int(env, "MAX_BATCH_ROWS", cls.max_batch_rows, 1, 100_000),
             max_body_bytes=_int(env, "MAX_BODY_BYTES", cls.max_body_bytes, 1024, 256 * 1024 * 1024),
             graceful_timeout_s=_int(env, "GRACEFUL_TIMEOUT", cls.graceful_timeout_s, 1, 600),
+            workers=_int(env, "WEB_CONCURRENCY", cls.workers, 1, 64),
             benchmark_endpoint=_bool(env, "ENABLE_BENCHMARK_ENDPOINT"),
         )
