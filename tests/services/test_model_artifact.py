@@ -10,7 +10,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-import sklearn
 import train  # services/inference-api/training/train.py (on sys.path via conftest)
 from conftest import MODELS_DIR
 from fastapi.testclient import TestClient
@@ -35,17 +34,21 @@ def test_manifest_checksum_matches_the_committed_artifact() -> None:
 
 
 def test_retraining_reproduces_the_committed_artifact(tmp_path: Path) -> None:
-    model_path, manifest_path = train.write(tmp_path, NAME, "1.0.0")
+    """Retraining gives the committed model up to floating-point noise. Results differ in the
+    last bits between CPUs and BLAS kernels, even with the same scikit-learn, so the numbers
+    are compared within a tolerance that holds across machines; byte-exactness belongs to the
+    artifact's sha256 (the test above), not to retraining."""
+    model_path, _manifest_path = train.write(tmp_path, NAME, "1.0.0")
     committed = json.loads((MODELS_DIR / model_path.name).read_text())
-    if committed["training"]["scikit_learn_version"] == sklearn.__version__:
-        # Same library as the one that produced it: byte for byte, so the same sha256.
-        assert model_path.read_bytes() == (MODELS_DIR / model_path.name).read_bytes()
-        assert manifest_path.read_bytes() == (MODELS_DIR / manifest_path.name).read_bytes()
-    else:
-        # Another scikit-learn: the same model up to floating point noise.
-        fresh = json.loads(model_path.read_text())
-        np.testing.assert_allclose(fresh["coefficients"], committed["coefficients"], rtol=1e-4, atol=1e-6)
-        assert fresh["features"] == committed["features"]
+    fresh = json.loads(model_path.read_text())
+    np.testing.assert_allclose(fresh["coefficients"], committed["coefficients"], rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(fresh["intercept"], committed["intercept"], rtol=1e-4, atol=1e-6)
+    for key in committed["scaler"]:
+        np.testing.assert_allclose(fresh["scaler"][key], committed["scaler"][key], rtol=1e-9, atol=1e-12)
+    assert [f["name"] for f in fresh["features"]] == [f["name"] for f in committed["features"]]
+    for got, want in zip(fresh["features"], committed["features"], strict=True):
+        for key in ("mean", "median", "observed_min", "observed_max"):
+            assert got[key] == pytest.approx(want[key], rel=1e-9, abs=1e-12), (got["name"], key)
 
 
 def test_the_served_model_matches_scikit_learn(tmp_path: Path) -> None:
