@@ -12,7 +12,7 @@ from k8s_rendering import REPO, Rendering, render
 
 @pytest.fixture(scope="session")
 def prod() -> Rendering:
-    """The production-like inventory: images by digest, retention 30d/50GB."""
+    """The production-like inventory: images by digest, retention 30d/8GB, ingress TLS."""
     return render("prod")
 
 

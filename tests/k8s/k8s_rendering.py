@@ -8,6 +8,7 @@ imports this module under two names.
 from __future__ import annotations
 
 import atexit
+import base64
 import os
 import re
 import shutil
@@ -92,6 +93,33 @@ def render(name: str) -> Rendering:
         assert run.returncode == 0, f"render of inventory {name} failed:\n{output[-6000:]}"
         done.write_text("ok\n")
     return Rendering(out)
+
+
+def mounted_files(objects: list[dict[str, Any]], deployment: str, mount_path: str) -> dict[str, str]:
+    """Files a Deployment's pod sees under `mount_path`, laid out from its ConfigMaps and Secrets.
+
+    Follows the volume mounted there (configMap, secret or projected sources, with or without
+    `items`), so tests compare what the container reads, whatever the objects are named.
+    """
+    kinds = {"configMap": "ConfigMap", "secret": "Secret"}
+    by_name = {(o["kind"], o["metadata"]["name"]): o for o in objects}
+    spec = by_name[("Deployment", deployment)]["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    mount = next(m for m in container["volumeMounts"] if m["mountPath"] == mount_path)
+    volume = next(v for v in spec["volumes"] if v["name"] == mount["name"])
+    sources = volume["projected"]["sources"] if "projected" in volume else [volume]
+    files: dict[str, str] = {}
+    for source in sources:
+        for field, kind in kinds.items():
+            if field not in source:
+                continue
+            ref = source[field]
+            obj = by_name[(kind, ref.get("name") or ref.get("secretName"))]
+            data = obj.get("data", {})
+            for item in ref.get("items") or [{"key": key, "path": key} for key in data]:
+                value = data[item["key"]]
+                files[item["path"]] = base64.b64decode(value).decode() if kind == "Secret" else value
+    return files
 
 
 def mib(value: str) -> int:

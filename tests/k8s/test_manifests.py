@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
-from k8s_rendering import ANSI, INVENTORIES, REPO, Rendering, run_render
+from k8s_rendering import ANSI, INVENTORIES, REPO, Rendering, mounted_files, run_render
 
 CATALOGUE = yaml.safe_load((REPO / "roles/mlops/defaults/main.yml").read_text())["mlops_services"]
 SERVICES = sorted(CATALOGUE)
@@ -74,16 +74,23 @@ def test_the_rendering_has_every_kind_of_object(prod: Rendering) -> None:
     assert kinds["HorizontalPodAutoscaler"] == 1
     assert kinds["PodDisruptionBudget"] == 2  # the two services running two or more pods
     assert kinds["NetworkPolicy"] == n + 2  # default deny, DNS, one per service
-    assert kinds["ConfigMap"] == 5
+    assert kinds["ConfigMap"] == 3  # a configuration directory each: Prometheus's, Grafana's two
     assert kinds["Secret"] == 1
     assert kinds["PersistentVolumeClaim"] == 2
+    assert kinds["StorageClass"] == 1  # reclaimPolicy Retain, for the claims
     assert kinds["Role"] == 1 and kinds["RoleBinding"] == 1
+
+
+CLUSTER_SCOPED = {"Namespace", "StorageClass"}
 
 
 def test_every_namespaced_object_is_in_the_stack_namespace(prod: Rendering) -> None:
     for obj in prod.objects():
-        if obj["kind"] == "Namespace":
-            assert obj["metadata"]["name"] == "mlops-system"
+        if obj["kind"] in CLUSTER_SCOPED:
+            assert "namespace" not in obj["metadata"], obj["metadata"]
+            assert obj["metadata"]["labels"]["app.kubernetes.io/part-of"] == "mlops"
+            if obj["kind"] == "Namespace":
+                assert obj["metadata"]["name"] == "mlops-system"
             continue
         assert obj["metadata"]["namespace"] == "mlops-system", obj["metadata"]
         assert obj["metadata"]["labels"]["app.kubernetes.io/part-of"] == "mlops"
@@ -169,7 +176,7 @@ def test_prometheus_runs_with_the_inventory_retention_and_its_data_claim(prod: R
     dep = by_kind(objects, "Deployment")["prometheus"]
     (c,) = containers(dep)
     assert "--storage.tsdb.retention.time=30d" in c["args"]
-    assert "--storage.tsdb.retention.size=50GB" in c["args"]
+    assert "--storage.tsdb.retention.size=8GB" in c["args"]
     assert "--config.file=/etc/prometheus/prometheus.yml" in c["args"]
     assert dep["spec"]["strategy"]["type"] == "Recreate"
     volumes = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}
@@ -180,34 +187,39 @@ def test_prometheus_runs_with_the_inventory_retention_and_its_data_claim(prod: R
 
 
 def test_monitoring_config_maps_carry_the_files_the_roles_render(prod: Rendering) -> None:
-    """ConfigMap data equals, byte for byte, the files roles prometheus and grafana staged."""
+    """The pods read, byte for byte and at the same paths, the files roles prometheus and grafana staged."""
     stage = prod.root / ".stage"
-    cms = by_kind(prod.objects(), "ConfigMap")
+    objects = prod.objects()
     expected = {
-        "prometheus-config": [stage / "prometheus/prometheus.yml"],
-        "prometheus-rules": sorted((stage / "prometheus/rules").glob("*.yml")),
-        "grafana-datasources": sorted((stage / "grafana/provisioning/datasources").glob("*.yml")),
-        "grafana-dashboard-providers": sorted((stage / "grafana/provisioning/dashboards").glob("*.yml")),
-        "grafana-dashboards": sorted((stage / "grafana/dashboards").glob("*.json")),
+        ("prometheus", "/etc/prometheus"): stage / "prometheus",
+        ("grafana", "/etc/grafana/provisioning"): stage / "grafana/provisioning",
+        ("grafana", "/etc/grafana/dashboards"): stage / "grafana/dashboards",
     }
-    for name, files in expected.items():
-        assert files, f"nothing staged for {name}"
-        assert cms[name]["data"] == {f.name: f.read_text() for f in files}, name
-    # Prometheus discovers pods in the namespace: the config the ConfigMap carries says so.
-    assert "kubernetes_sd_configs" in cms["prometheus-config"]["data"]["prometheus.yml"]
+    for (deployment, mount_path), directory in expected.items():
+        staged = {str(f.relative_to(directory)): f.read_text() for f in directory.rglob("*") if f.is_file()}
+        assert staged, f"nothing staged in {directory}"
+        assert mounted_files(objects, deployment, mount_path) == staged, (deployment, mount_path)
+    # Prometheus discovers pods in the namespace: the config the pod reads says so.
+    assert "kubernetes_sd_configs" in mounted_files(objects, "prometheus", "/etc/prometheus")["prometheus.yml"]
 
 
 def test_grafana_password_is_only_in_the_secret_and_read_from_a_file(prod: Rendering) -> None:
     password = yaml.safe_load((INVENTORIES / "prod/group_vars/k3s_cluster.yml").read_text())["grafana_admin_password"]
-    secret = by_kind(prod.objects(), "Secret")["grafana-admin"]
-    assert base64.b64decode(secret["data"]["admin-password"]).decode() == password
+    objects = prod.objects()
+    (secret,) = by_kind(objects, "Secret").values()
+    assert [base64.b64decode(v).decode() for v in secret["data"].values()] == [password]
     for path in prod.manifest_files():
         if "secret" not in path.name:
             assert password not in path.read_text(), path
-    (c,) = containers(by_kind(prod.objects(), "Deployment")["grafana"])
+    (c,) = containers(by_kind(objects, "Deployment")["grafana"])
     env = {e["name"]: e for e in c["env"]}
     assert "GF_SECURITY_ADMIN_PASSWORD" not in env
-    assert env["GF_SECURITY_ADMIN_PASSWORD__FILE"]["value"] == "/run/secrets/grafana/admin-password"
+    # The file Grafana is told to read is the Secret's value, mounted read-only.
+    file = env["GF_SECURITY_ADMIN_PASSWORD__FILE"]["value"]
+    mount = next(m for m in c["volumeMounts"] if file.startswith(m["mountPath"].rstrip("/") + "/"))
+    assert mount.get("readOnly") is True
+    files = mounted_files(objects, "grafana", mount["mountPath"])
+    assert files[file[len(mount["mountPath"].rstrip("/")) + 1 :]] == password
 
 
 # --- scaling, ingress, network --------------------------------------------------------------
