@@ -11,7 +11,7 @@ import json
 import re
 from typing import Any
 
-import ansible_run
+from mlops_testkit.ansible import scenario_playbook, task_block
 from testinfra.host import Host
 
 DROPIN = "/etc/ssh/sshd_config.d/00-mlops-hardening.conf"
@@ -20,7 +20,7 @@ KEY = "/root/molecule_test_key"
 
 def converge(host: Host, extra_vars: dict[str, Any], *args: str) -> tuple[int, str]:
     limit = host.backend.get_hostname()
-    run = ansible_run.run_playbook("converge.yml", "--limit", limit, "--extra-vars", json.dumps(extra_vars), *args)
+    run = scenario_playbook("converge.yml", "--limit", limit, "--extra-vars", json.dumps(extra_vars), *args)
     return run.returncode, run.output
 
 
@@ -45,10 +45,10 @@ def deploy_login_works(host: Host) -> bool:
 def test_invalid_sshd_value_fails_validation_and_leaves_sshd_alone(host: Host) -> None:
     # An option only sshd can judge: the role's checks pass it, `sshd -t` must not.
     before = sshd_state(host)
-    rc, output = converge(host, {"hardening_sshd_extra_options": {"MaxSessions": "plenty"}}, "--tags", "hardening_ssh")
+    rc, output = converge(host, {"hardening_sshd_extra_options": {"MaxStartups": "plenty"}}, "--tags", "hardening_ssh")
     assert rc != 0, output[-3000:]
     assert "failed to validate" in output, output[-3000:]
-    assert "MaxSessions" not in host.file(DROPIN).content_string
+    assert "MaxStartups" not in host.file(DROPIN).content_string
     assert sshd_state(host) == before
     assert host.service("ssh").is_running
     assert deploy_login_works(host)
@@ -84,13 +84,20 @@ def test_wildcard_sudo_command_is_refused(host: Host) -> None:
 
 def test_runtime_none_would_turn_forwarding_off(host: Host) -> None:
     # Check mode only: shows the runtime switch drives forwarding without changing the host.
-    rc, output = converge(host, {"hardening_container_runtime": "none"}, "--check", "--tags", "hardening_sysctl")
+    rc, output = converge(
+        host, {"hardening_container_runtime": "none"}, "--check", "--diff", "--tags", "hardening_sysctl"
+    )
     assert rc == 0, output[-3000:]
-    changed = set(re.findall(r"changed: \[[^\]]+\] => \(item=([^)]+)\)", output))
-    assert changed == {
+    written = task_block(output, "TASK [hardening : Write every sysctl key to the file applied at boot]")
+    assert set(re.findall(r"^\+(\S+=\S+)$", written, re.M)) == {
         "net.ipv4.ip_forward=0",
         "net.ipv6.conf.all.forwarding=0",
         "net.ipv4.conf.all.rp_filter=1",
         "net.ipv4.conf.default.rp_filter=1",
-    }, output[-3000:]
+    }, written
+    assert len(re.findall(r"^-(\S+=\S+)$", written, re.M)) == 4, written
+    live = task_block(
+        output, "TASK [hardening : Set the live values that differ, of the keys this host may set (namespaced)]"
+    )
+    assert re.search(r"^changed: \[", live, re.M), live
     assert host.check_output("sysctl -n net.ipv4.ip_forward") == "1"
