@@ -109,12 +109,12 @@ def test_edge_accepts_a_retention_size_that_fits(edge_container: str, tmp_path: 
         yaml.safe_dump(
             [
                 {
-                    "name": "Run the input checks of role prometheus on the edge host",
+                    "name": "Run the host checks of role prometheus on the edge host",
                     "hosts": "edge",
                     "gather_facts": False,
                     "tasks": [
                         {"ansible.builtin.include_role": {"name": "mlops", "public": True}},
-                        {"ansible.builtin.include_role": {"name": "prometheus", "tasks_from": "preflight.yml"}},
+                        {"ansible.builtin.include_role": {"name": "prometheus", "tasks_from": "preflight-host.yml"}},
                     ],
                 }
             ]
