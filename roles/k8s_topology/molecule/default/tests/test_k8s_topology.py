@@ -13,12 +13,12 @@ EXPECTED = {
     "mlops-00-namespace.yaml": {"Namespace"},
     "mlops-01-deployment.yaml": {"Deployment", "ServiceAccount"},
     "mlops-02-service.yaml": {"Service"},
-    "mlops-03-monitoring.yaml": {"ConfigMap", "Role", "RoleBinding"},
-    "mlops-03-monitoring-secret.yaml": {"Secret"},
+    "mlops-03-config.yaml": {"ConfigMap", "Role", "RoleBinding"},
+    "mlops-03-secrets.yaml": {"Secret"},
     "mlops-04-ingress.yaml": {"Ingress"},
     "mlops-05-autoscaling.yaml": {"HorizontalPodAutoscaler", "PodDisruptionBudget"},
     "mlops-06-networkpolicy.yaml": {"NetworkPolicy"},
-    "mlops-07-storage.yaml": {"PersistentVolumeClaim"},
+    "mlops-07-storage.yaml": {"PersistentVolumeClaim", "StorageClass"},
 }
 
 
@@ -53,8 +53,9 @@ def test_the_converge_variables_reached_the_manifests(host: Any) -> None:
     assert "--storage.tsdb.retention.time=21d" in args
     image = deployments["inference-api"]["spec"]["template"]["spec"]["containers"][0]["image"]
     assert image == "mlops/inference-api@sha256:" + "1" * 64
-    (secret,) = load(host, "mlops-03-monitoring-secret.yaml")
-    assert base64.b64decode(secret["data"]["admin-password"]).decode() == "molecule-Grafana-s3cret"
+    (secret,) = load(host, "mlops-03-secrets.yaml")
+    assert secret["metadata"]["name"] == "grafana-admin-password"
+    assert base64.b64decode(secret["data"]["value"]).decode() == "molecule-Grafana-s3cret"
 
 
 def test_nothing_was_written_outside_the_auto_deploy_directory(host: Any) -> None:
