@@ -15,13 +15,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
+from mlops_testkit.docker import require_image
 
 ROOT = Path(__file__).resolve().parent.parent
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -65,15 +65,7 @@ def inventory(tmp: Path, sample: str, hosts: dict[str, object]) -> str:
 @pytest.fixture(scope="module")
 def edge_container() -> Iterator[str]:
     """A throwaway container of the project's test image, standing in for an edge host."""
-    problem = None
-    if shutil.which("docker") is None:
-        problem = "docker is not installed"
-    elif subprocess.run(["docker", "image", "inspect", TEST_IMAGE], capture_output=True, check=False).returncode:
-        problem = f"image {TEST_IMAGE} is not built here (scripts/test.sh setup)"
-    if problem:
-        if os.environ.get("CI"):
-            pytest.fail(f"the edge size checks need a test host: {problem}")
-        pytest.skip(problem)
+    require_image(TEST_IMAGE, "scripts/test.sh setup")
     name = f"mlops-size-check-{os.getpid()}"
     command = ["docker", "run", "--detach", "--rm", "--name", name, "--network", "none", "--entrypoint", "sleep"]
     subprocess.run(

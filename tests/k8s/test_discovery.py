@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import posixpath
-import shutil
 import socket
 import subprocess
 import time
@@ -29,22 +28,10 @@ import pytest
 import yaml
 from k8s_rendering import Rendering, mounted_files
 from kube_standin import KubeStandin, cluster_state
+from mlops_testkit.docker import require_image
 
 PROMETHEUS_IMAGE = "mlops/prometheus:2.53"
 Obj = dict[str, Any]
-
-
-def require_prometheus_image() -> None:
-    """Docker and our Prometheus image: a skip on a workstation, a failure under CI."""
-    problem = None
-    if shutil.which("docker") is None:
-        problem = "docker is not installed"
-    elif subprocess.run(["docker", "image", "inspect", PROMETHEUS_IMAGE], capture_output=True, check=False).returncode:
-        problem = f"image {PROMETHEUS_IMAGE} is not built here (scripts/build-images.sh)"
-    if problem:
-        if os.environ.get("CI"):
-            pytest.fail(f"the discovery test needs the real Prometheus: {problem}")
-        pytest.skip(problem)
 
 
 def free_port() -> int:
@@ -189,7 +176,7 @@ def wait_for_targets(port: int, wanted: int, timeout: float = 90.0) -> tuple[lis
 def test_prometheus_discovers_one_target_per_pod_of_each_scraped_service(
     prod: Rendering, tmp_path: Path, rule: str
 ) -> None:
-    require_prometheus_image()
+    require_image(PROMETHEUS_IMAGE, "scripts/build-images.sh")
     objects = prod.objects()
     (namespace,) = {o["metadata"]["name"] for o in objects if o["kind"] == "Namespace"}
     config_name, files = pod_config_files(objects)
