@@ -221,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("wrk is missing: apt-get install wrk")
     sh(str(ROOT / "scripts" / "build-images.sh"), timeout=1800)
 
-    doc = json.loads((ROOT / "services/inference-api/models/breast-cancer-lr-1.0.0.model.json").read_text())
+    doc = json.loads((ROOT / "services/inference-api/models/breast-cancer-lr-1.0.0/model.json").read_text())
     record = {f["name"]: f["median"] for f in doc["features"]}
     tmp = Path(tempfile.mkdtemp(prefix="bench-api-"))
     tmp.chmod(0o755)

@@ -60,7 +60,7 @@ FRONTEND_RUN = [
 
 @pytest.fixture(scope="session")
 def model_doc() -> dict[str, Any]:
-    return json.loads((MODELS_DIR / "breast-cancer-lr-1.0.0.model.json").read_text())
+    return json.loads((MODELS_DIR / "breast-cancer-lr-1.0.0" / "model.json").read_text())
 
 
 @pytest.fixture(scope="session")

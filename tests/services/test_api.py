@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
 from typing import Any
 
 import pytest
-from conftest import ASSET_TYPES, docs_assets
+from conftest import ASSET_TYPES, MODELS_DIR, docs_assets
 from mlops_inference.app import create_app
 from mlops_inference.schemas import FEATURES
 from mlops_inference.settings import Settings, SettingsError
+
+RELEASE = MODELS_DIR / "breast-cancer-lr-1.0.0"
+
+
+@pytest.fixture(scope="session")
+def model_doc() -> dict[str, Any]:
+    """The served model, from its release directory (overrides conftest's flat-file path)."""
+    return json.loads((RELEASE / "model.json").read_text())
 
 
 def post_json(client: Any, body: object, path: str = "/predict") -> Any:
@@ -35,20 +44,28 @@ def test_health_is_ok(client: Any) -> None:
     assert re.fullmatch(r"[0-9a-f]{32}", resp.headers["x-request-id"])
 
 
-def test_ready_names_the_verified_model(client: Any, settings: Settings) -> None:
+def test_ready_names_the_verified_release(client: Any, settings: Settings) -> None:
     resp = client.get("/ready")
     assert resp.status_code == 200
-    manifest = json.loads((settings.model_dir / "breast-cancer-lr-1.0.0.manifest.json").read_text())
+    release_dir = settings.model_dir / "breast-cancer-lr-1.0.0"
+    digest = hashlib.sha256((release_dir / "manifest.json").read_bytes()).hexdigest()  # the release's identity
     assert resp.json() == {
         "status": "ready",
-        "model": {"name": "breast-cancer-lr", "version": "1.0.0", "sha256": manifest["sha256"]},
+        "model": {"name": "breast-cancer-lr", "version": "1.0.0", "sha256": digest},
+        "golden": {"records": 8, "passed": True},
     }
 
 
 def test_model_describes_identity_metrics_and_feature_ranges(client: Any, model_doc: dict[str, Any]) -> None:
     body = client.get("/model").json()
     assert (body["name"], body["version"]) == ("breast-cancer-lr", "1.0.0")
-    assert re.fullmatch(r"[0-9a-f]{64}", body["sha256"])
+    assert body["sha256"] == client.get("/ready").json()["model"]["sha256"]
+    model_sha = hashlib.sha256((RELEASE / "model.json").read_bytes()).hexdigest()
+    assert body["release"] == {
+        "format": "mlops-model-release/1",
+        "files": {"model.json": model_sha},
+        "golden": {"records": 8, "tolerance": 1e-6, "passed": True},
+    }
     assert body["classes"] == ["malignant", "benign"]
     assert body["metrics"]["test_accuracy"] > 0.9
     assert body["metrics"]["test_roc_auc"] > 0.95
@@ -290,7 +307,9 @@ def test_unknown_version_is_not_ready_but_alive(settings: Settings) -> None:
         assert c.get("/health").status_code == 200
         resp = c.get("/ready")
         assert resp.status_code == 503
-        assert "9.9.9" in resp.json()["reason"] and "does not exist" in resp.json()["reason"]
+        body = resp.json()
+        assert body["reason"].startswith("model breast-cancer-lr 9.9.9: manifest not found"), body
+        assert body["check"] == "load"
         assert c.post("/predict", json={}).status_code == 503
         assert c.get("/model").status_code == 503
         assert "inference_model_ready 0.0" in c.get("/metrics").text
@@ -303,6 +322,7 @@ def test_sha256_pin_mismatch_is_not_ready(settings: Settings) -> None:
     with TestClient(app) as c:
         resp = c.get("/ready")
         assert resp.status_code == 503 and "MODEL_SHA256" in resp.json()["reason"]
+        assert resp.json()["check"] == "checksum" and "checksum of manifest.json" in resp.json()["reason"]
 
 
 @pytest.mark.parametrize(
@@ -314,6 +334,8 @@ def test_sha256_pin_mismatch_is_not_ready(settings: Settings) -> None:
         ({"LOG_LEVEL": "loud"}, "LOG_LEVEL"),
         ({"MODEL_SHA256": "abc"}, "MODEL_SHA256"),
         ({"ENABLE_BENCHMARK_ENDPOINT": "maybe"}, "ENABLE_BENCHMARK_ENDPOINT"),
+        ({"AUTH_MODE": "password"}, "AUTH_MODE"),
+        ({"AUTH_MODE": "api_key"}, "API_KEYS_FILE"),
     ],
 )
 def test_bad_settings_are_refused_by_name(env: dict[str, str], message: str) -> None:
@@ -325,6 +347,7 @@ def test_settings_from_env() -> None:
     s = Settings.from_env({"MODEL_DIR": "/models", "MODEL_VERSION": "1.2.0", "PORT": "9000", "LOG_LEVEL": "WARNING"})
     assert (str(s.model_dir), s.model_version, s.port, s.log_level) == ("/models", "1.2.0", 9000, "warning")
     assert s.benchmark_endpoint is False
+    assert (s.auth_mode, s.api_keys) == ("none", ())
 
 
 # ---------------------------------------------------------------- metrics
@@ -363,7 +386,8 @@ def test_metrics_count_requests_latency_classes_and_model(
     assert sample(text, "inference_predictions_total", {"predicted_class": "malignant"}) == 1
     assert sample(text, "inference_invalid_requests_total", {"reason": "validation"}) == 1
     info = {"name": "breast-cancer-lr", "version": "1.0.0", "sha256": client.get("/ready").json()["model"]["sha256"]}
-    assert sample(text, "inference_model_info", info) == 1
+    assert sample(text, "mlops_model_info", info) == 1
+    assert "inference_model_info" not in text  # renamed: one name for the release's identity
     assert sample(text, "inference_model_ready") == 1
     assert sample(text, "process_resident_memory_bytes") > 0
 
@@ -378,12 +402,14 @@ def test_request_log_line_is_structured_and_free_of_patient_data(
     with TestClient(create_app(settings)) as c:
         capsys.readouterr()
         c.post("/predict", json=record, headers={"x-request-id": "req-42"})
-    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"event":"request"' in line]
-    assert len(lines) == 1
+        c.get("/health", headers={"x-request-id": "req-43"})
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"request_id":"req-4' in line]
+    assert [line["event"] for line in lines] == ["prediction", "request"]  # one line per request
     line = lines[0]
     assert line["method"] == "POST" and line["path"] == "/predict" and line["status"] == 200
-    assert line["request_id"] == "req-42" and line["duration_ms"] > 0
+    assert line["request_id"] == "req-42" and line["duration_ms"] > 0 and line["outcome"] == "ok"
     assert str(record["mean_radius"]) not in json.dumps(line)
+    assert lines[1]["path"] == "/health" and lines[1]["status"] == 200
 
 
 def test_benchmark_endpoint_is_off_by_default_and_constant_when_on(settings: Settings) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import shutil
 import time
@@ -64,7 +65,7 @@ def test_api_serves_hardened(dock: Docker, record: dict[str, float]) -> None:
     assert http(api.url(8000, "/predict"), b"[1, 2]", JSON)[0] == 422
     assert http(api.url(8000, "/predict"), json.dumps(record).encode(), {"content-type": "text/plain"})[0] == 415
     status, _, body = http(api.url(8000, "/metrics"))
-    assert status == 200 and b'inference_model_info{name="breast-cancer-lr"' in body
+    assert status == 200 and b'mlops_model_info{name="breast-cancer-lr"' in body
     assert http(api.url(8000, "/docs"))[0] == 200
     # Who and how it runs: appuser, no capabilities, read-only root, writable /tmp only.
     assert docker("exec", api.name, "id", "-un").stdout.strip() == "appuser"
@@ -149,22 +150,23 @@ def test_api_stops_gracefully_on_sigterm(dock: Docker) -> None:
 def test_api_refuses_ready_with_corrupt_model(dock: Docker, tmp_path: Path) -> None:
     models = tmp_path / "models"
     shutil.copytree(MODELS_DIR, models)
-    artifact = models / "breast-cancer-lr-1.0.0.model.json"
+    artifact = models / "breast-cancer-lr-1.0.0" / "model.json"
     artifact.write_bytes(artifact.read_bytes().replace(b'"intercept": ', b'"intercept": -'))
-    models.chmod(0o755)
+    for p in [models, *models.rglob("*")]:
+        p.chmod(0o755 if p.is_dir() else 0o644)
     api = start_api(dock, "-v", f"{models}:/srv/models:ro", "-e", "MODEL_DIR=/srv/models")
     status, _, body = http(api.url(8000, "/ready"))
-    assert status == 503 and b"sha256" in body
+    assert status == 503 and json.loads(body)["check"] == "checksum"
     assert http(api.url(8000, "/predict"), b"{}", JSON)[0] == 503
     assert any('"event":"model_refused"' in line for line in api.logs().splitlines())
 
 
 def test_api_serves_a_delivered_version_selected_by_env(dock: Docker, tmp_path: Path, record: dict[str, float]) -> None:
     models = tmp_path / "models"
-    train.write(models, "breast-cancer-lr", "1.1.0")
-    for p in [models, *models.iterdir()]:
+    release = train.write(models, "breast-cancer-lr", "1.1.0")
+    for p in [models, *models.rglob("*")]:
         p.chmod(0o755 if p.is_dir() else 0o644)
-    digest = json.loads((models / "breast-cancer-lr-1.1.0.manifest.json").read_text())["sha256"]
+    digest = hashlib.sha256((release / "manifest.json").read_bytes()).hexdigest()
     api = start_api(dock, "-v", f"{models}:/srv/models:ro", "-e", "MODEL_DIR=/srv/models", "-e", "MODEL_VERSION=1.1.0")
     wait_for(api.url(8000, "/ready"))
     assert json.loads(http(api.url(8000, "/ready"))[2])["model"] == {
@@ -294,7 +296,7 @@ def test_api_with_two_workers_counts_every_request_once(dock: Docker, record: di
         text = http(api.url(8000, "/metrics"))[2].decode()
         assert ok in text
         assert 'inference_predictions_total{model_version="1.0.0",predicted_class="benign"} 30.0' in text
-        assert "inference_model_ready 1.0" in text and 'inference_model_info{name="breast-cancer-lr"' in text
+        assert "inference_model_ready 1.0" in text and 'mlops_model_info{name="breast-cancer-lr"' in text
 
 
 def test_frontend_listens_on_listen_port(dock: Docker) -> None:

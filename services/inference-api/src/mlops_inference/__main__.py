@@ -1,7 +1,9 @@
 """Entry point: `python3 -m mlops_inference` (the image's command).
 
 Settings come from the environment (MODEL_DIR, MODEL_NAME, MODEL_VERSION, MODEL_SHA256,
-LOG_LEVEL, PORT, WEB_CONCURRENCY, ...). uvicorn serves with its compiled parts (httptools
+AUTH_MODE, API_KEYS_FILE, LOG_LEVEL, PORT, WEB_CONCURRENCY, ...); a value the API cannot
+run with (an AUTH_MODE=api_key without keys in API_KEYS_FILE, say) stops it here with exit
+code 2 and a message naming the variable. uvicorn serves with its compiled parts (httptools
 for HTTP/1.1, uvloop for the event loop) and WEB_CONCURRENCY worker processes (default 1).
 With more than one, Prometheus metrics switch to prometheus_client's multiprocess mode
 (PROMETHEUS_MULTIPROC_DIR, default /tmp/mlops-metrics, emptied at start): set before
@@ -59,6 +61,8 @@ def main() -> int:
         "http": "httptools",
         "log_config": None,
         "log_level": settings.log_level,
+        # uvicorn's access log would print every request line, query string included; the
+        # app logs each request itself (observability.py), without any submitted value.
         "access_log": False,
         "server_header": False,
         "timeout_graceful_shutdown": settings.graceful_timeout_s,

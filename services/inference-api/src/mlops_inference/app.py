@@ -4,44 +4,60 @@
 or a batch {"records": [...]}, told apart by the "records" key). FastAPI and pydantic do
 all the checking; the exception handlers below only shape the answer, so that every error
 names the field at fault and carries the documented status: 400 malformed JSON, 413 body
-or batch too large, 415 wrong content type, 422 invalid field. Answers are serialised with
-orjson.
+or batch too large, 415 wrong content type, 422 invalid field, 401 without valid
+credentials (AUTH_MODE api_key or client_cert), 503 while no release is served. Answers
+are serialised with orjson.
+
+The model comes from a release (model.py): its checksums are verified on load, then its
+golden records are run through the Classifier below, the very code that answers /predict,
+and must get the answers the manifest records. Until all of that holds the API stays up
+but not ready, and /ready says why.
+
+Access control (AUTH_MODE) guards /predict alone; /health, /ready, /model, /metrics and
+/docs stay open (probes and Prometheus use them; the frontend decides what is public).
+Credentials are checked before the body is read, so a client without them learns nothing
+from validation errors.
 """
 
 from __future__ import annotations
 
 import gc
+import hashlib
+import hmac
 import html
 import json
 import logging
 import math
 import operator
 import os
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import orjson
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.routing import APIRoute
+from fastapi.security import APIKeyHeader
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, multiprocess
+from pydantic import TypeAdapter, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import __version__
-from .model import Model, ModelError, load_model
-from .observability import Metrics, ObservabilityMiddleware, exposition, multiprocess_dir
+from .model import RELEASE_FORMAT, Model, ModelError, Release, load_release
+from .observability import NOTE, Metrics, ObservabilityMiddleware, exposition, multiprocess_dir
 from .schemas import (
     BODY_TAGS,
     FEATURES,
     BatchPrediction,
     BatchRequest,
     ErrorResponse,
+    PatientFeatures,
     PredictRequest,
     SinglePrediction,
 )
@@ -168,9 +184,17 @@ class BodyLimit:
 class ApiError(Exception):
     """A refused request: status, the errors' detail items (capped), why (a metric label)."""
 
-    def __init__(self, status: int, reason: str, detail: list[dict[str, Any]], total: int | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        reason: str,
+        detail: list[dict[str, Any]],
+        total: int | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(status, reason)
         self.status, self.reason, self.detail, self.total = status, reason, detail, total
+        self.headers = headers
 
 
 def _field(loc: tuple[str | int, ...] | list[str | int]) -> str:
@@ -207,58 +231,388 @@ def _is_json(content_type: str | None) -> bool:
     return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
 
 
+def _note(request: Request) -> dict[str, Any]:
+    """The request's note for its log line (ObservabilityMiddleware): outcome, rows, who
+    asked. Only values of the app's choosing go there, never what the client sent."""
+    note = request.scope.get(NOTE)
+    return note if isinstance(note, dict) else {}
+
+
+def _rows(body: Any) -> int | None:
+    """How many records a parsed body holds, without looking at any value."""
+    if not isinstance(body, dict):
+        return None
+    if "records" in body:
+        records = body["records"]
+        return len(records) if isinstance(records, list) else None
+    return 1
+
+
+# ---------------------------------------------------------------- access control
+
+API_KEY_HEADER = "X-API-Key"
+CLIENT_VERIFY_HEADER = "X-Client-Verify"
+CLIENT_DN_HEADER = "X-Client-DN"
+CLIENT = "mlops.client"  # scope key: who asked, once checked
+_PRINTABLE = frozenset(chr(c) for c in range(0x20, 0x7F))
+
+
+class Unauthorized(ApiError):
+    """401: no credentials (`missing`) or wrong ones (`invalid`)."""
+
+    def __init__(self, header: str, why: str, kind: str, challenge: str, msg: str) -> None:
+        field = header.lower()
+        detail = [_item(field, f"{why}_{kind}", msg, ["header", field])]
+        super().__init__(401, "unauthorized", detail, headers={"WWW-Authenticate": challenge})
+        self.why = why
+
+
+class Guard:
+    """Who may ask for predictions (AUTH_MODE).
+
+    api_key: the X-API-Key header, read by FastAPI's APIKeyHeader (so the OpenAPI document
+    declares it and Swagger UI shows an Authorize button); its sha256 is compared with
+    every known hash (hmac.compare_digest, all of them: no early exit). The API knows the
+    hashes alone. client_cert: the frontend verified a client certificate against the site
+    CA and says so in X-Client-Verify (nginx's $ssl_client_verify, SUCCESS); the API must
+    then be reachable through the frontend alone, which replaces that header on every
+    request. Refusals count in mlops_inference_unauthorized_total{reason}."""
+
+    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+        self.mode = settings.auth_mode
+        self.metrics = metrics
+        self.keys = tuple((name, bytes.fromhex(digest)) for name, digest in settings.api_keys)
+        self.scheme = APIKeyHeader(
+            name=API_KEY_HEADER,
+            scheme_name="ApiKey",
+            description="An API key of this site (its sha256 is in the API's API_KEYS_FILE).",
+            auto_error=False,
+        )
+
+    def _refuse(self, why: str, header: str, kind: str, challenge: str, msg: str) -> NoReturn:
+        self.metrics.unauthorized.labels(why).inc()
+        raise Unauthorized(header, why, kind, challenge, msg)
+
+    async def authorize(self, request: Request) -> str | None:
+        """The name of who asks (an API key's name, a certificate's subject DN), None when
+        AUTH_MODE is none; raises Unauthorized. Checked once per request."""
+        scope = request.scope
+        if CLIENT in scope:
+            who: str | None = scope[CLIENT]
+            return who
+        if self.mode == "api_key":
+            who = await self._api_key(request)
+        elif self.mode == "client_cert":
+            who = self._certificate(request)
+        else:
+            who = None
+        scope[CLIENT] = who
+        return who
+
+    async def _api_key(self, request: Request) -> str:
+        presented = await self.scheme(request)  # the header's value, or None
+        if not presented:
+            self._refuse(
+                "missing", API_KEY_HEADER, "api_key", "ApiKey", f"missing: send an API key in {API_KEY_HEADER}"
+            )
+        # Starlette decodes header values as latin-1: encoding back gives the bytes sent.
+        digest = hashlib.sha256(presented.encode("latin-1")).digest()
+        who = None
+        for name, known in self.keys:
+            if hmac.compare_digest(digest, known):
+                who = name
+        if who is None:
+            self._refuse("invalid", API_KEY_HEADER, "api_key", "ApiKey", "not a valid API key of this site")
+        _note(request)["api_key_name"] = who
+        return who
+
+    def _certificate(self, request: Request) -> str:
+        verify = request.headers.get(CLIENT_VERIFY_HEADER, "")
+        if verify in ("", "NONE"):
+            self._refuse(
+                "missing", CLIENT_VERIFY_HEADER, "client_certificate", "Certificate",
+                "missing: present a client certificate issued by the site CA",
+            )  # fmt: skip
+        if verify != "SUCCESS":
+            self._refuse(
+                "invalid", CLIENT_VERIFY_HEADER, "client_certificate", "Certificate",
+                "the client certificate did not verify against the site CA",
+            )  # fmt: skip
+        dn = "".join(c for c in request.headers.get(CLIENT_DN_HEADER, "")[:256] if c in _PRINTABLE)
+        _note(request)["client_dn"] = dn
+        return dn or "certificate"
+
+    def dependency(self) -> Callable[..., Awaitable[str | None]]:
+        """The guarded routes' dependency: what the OpenAPI document shows, and the check
+        itself when a route did not make it before reading the body (GuardedRoute does)."""
+        if self.mode == "api_key":
+            scheme = self.scheme
+
+            async def api_key_client(request: Request, _key: str | None = Security(scheme)) -> str | None:
+                return await self.authorize(request)
+
+            return api_key_client
+
+        async def certificate_client(request: Request) -> str | None:
+            return await self.authorize(request)
+
+        return certificate_client
+
+
+class GuardedRoute(JsonRoute):
+    """A JsonRoute that checks the credentials before FastAPI reads the body: without valid
+    ones the answer is 401 whatever the body (FastAPI itself parses the body first and would
+    answer 400 or 413 before its dependencies run)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route_handler(request: Request) -> Response:
+            guard: Guard = request.app.state.guard
+            await guard.authorize(request)
+            return await handler(request)
+
+        return route_handler
+
+
+# ---------------------------------------------------------------- classification
+
+_record = TypeAdapter(PatientFeatures)  # one record, judged as /predict judges it
+
+
+class Classifier:
+    """What /predict computes for one model: refusals beyond the accepted domain, the
+    probability of benign, the label and the warnings. A release's golden records are run
+    through it (check_golden) before the release is served: they prove the code that
+    answers, not a copy of it. It counts nothing; Service does."""
+
+    def __init__(self, model: Model) -> None:
+        self.model = model
+        self.weights = model.weights.tolist()
+        self.bias = model.bias
+        self.threshold = model.threshold
+        self.accepted = (model.accepted_min.tolist(), model.accepted_max.tolist())
+        self.observed = (model.observed_min.tolist(), model.observed_max.tolist())
+        self.warn = [f"{name}: outside the range observed in training" for name in model.features]
+        self.ref = {"name": model.name, "version": model.version}
+
+    def refuse(
+        self, cells: list[tuple[int, int]], value: Callable[[int, int], float], locs: list[tuple[Any, ...]]
+    ) -> ApiError:
+        """422 for values beyond the accepted domain: (row, feature) cells, value(row, feature)."""
+        model = self.model
+        detail = []
+        for r, c in cells[:MAX_ERRORS]:
+            loc = (*locs[r], model.features[c])
+            detail.append(
+                _item(
+                    _field(loc),
+                    "out_of_range",
+                    f"{value(r, c):g} is outside the accepted range "
+                    f"{model.accepted_min[c]:g}..{model.accepted_max[c]:g} "
+                    f"(observed in training: {model.observed_min[c]:g}..{model.observed_max[c]:g})",
+                    ["body", *loc],
+                )
+            )
+        return ApiError(422, "out_of_range", detail, len(cells) if len(cells) > MAX_ERRORS else None)
+
+    def one(self, row: list[float]) -> tuple[dict[str, Any], bool]:
+        """One record, in plain Python floats (for one row several times faster than numpy's
+        per-call overhead; the same logit and probability: tests compare both paths).
+        (answer, benign); raises ApiError (422) when a value lies outside the accepted domain."""
+        # Range checks as C-level passes (map); which columns are off is worked out only
+        # when one is.
+        lo, hi = self.accepted
+        if any(map(operator.lt, row, lo)) or any(map(operator.gt, row, hi)):
+            refused = [c for c, v in enumerate(row) if v < lo[c] or v > hi[c]]
+            raise self.refuse([(0, c) for c in refused], lambda _r, c: row[c], [()])
+        logit = self.bias + sum(map(operator.mul, row, self.weights))
+        p_benign = 0.5 * (1.0 + math.tanh(0.5 * logit))
+        olo, ohi = self.observed
+        warnings: list[str] = []
+        if any(map(operator.lt, row, olo)) or any(map(operator.gt, row, ohi)):
+            warnings = [self.warn[c] for c, v in enumerate(row) if v < olo[c] or v > ohi[c]]
+        p_malignant = 1.0 - p_benign
+        benign = p_benign >= self.threshold
+        answer = {
+            "prediction": "benign" if benign else "malignant",
+            "probability": p_benign if benign else p_malignant,
+            "probabilities": {"malignant": p_malignant, "benign": p_benign},
+            "warnings": warnings,
+            "model": self.ref,
+        }
+        return answer, benign
+
+    def batch(self, x: np.ndarray) -> tuple[dict[str, Any], int]:
+        """Several records (rows of x) with numpy: one matrix product for all rows.
+        (answer, number classified benign); raises ApiError (422, refusing them all) when
+        one lies outside the accepted domain."""
+        model = self.model
+        refused = (x < model.accepted_min) | (x > model.accepted_max)
+        if refused.any():
+            cells = [(int(r), int(c)) for r, c in np.argwhere(refused)]
+            raise self.refuse(cells, lambda r, c: float(x[r, c]), [("records", i) for i in range(len(x))])
+        benign = model.predict_proba(x)
+        unusual = (x < model.observed_min) | (x > model.observed_max)
+        is_benign = benign >= model.threshold
+        no_warnings: list[str] = []  # shared by every row without one (only serialised)
+        warnings = [no_warnings] * len(x)
+        for i in np.flatnonzero(unusual.any(axis=1)).tolist():
+            warnings[i] = [self.warn[c] for c in np.flatnonzero(unusual[i]).tolist()]
+        answer = {
+            "model": self.ref,
+            "predictions": [
+                {
+                    "prediction": "benign" if b else "malignant",
+                    "probability": pb if b else pm,
+                    "probabilities": {"malignant": pm, "benign": pb},
+                    "warnings": w,
+                }
+                for b, pb, pm, w in zip(
+                    is_benign.tolist(), benign.tolist(), (1.0 - benign).tolist(), warnings, strict=True
+                )
+            ],
+        }
+        return answer, int(np.count_nonzero(is_benign))
+
+
+def _numbers(expected: float, got: float) -> tuple[str, str]:
+    """Two probabilities printed so that they differ when they do (6 digits, more if needed)."""
+    for digits in (6, 10, 17):
+        a, b = f"{expected:.{digits}g}", f"{got:.{digits}g}"
+        if a != b:
+            break
+    return a, b
+
+
+def check_golden(classifier: Classifier, release: Release) -> None:
+    """Every golden record through the code that serves /predict (validation, domain check,
+    the single-record path and the batch path): label equal, p_benign within the release's
+    tolerance. Raises ModelError (check `golden`) naming how many differ and the first."""
+    tol = release.golden_tolerance
+    failures: dict[str, str] = {}  # record id -> what went wrong (first failure per record)
+    valid = []
+    for rec in release.golden:
+        try:
+            values = _record.validate_python(rec.input)
+            answer, _ = classifier.one(list(_row(values)))
+        except ValidationError as exc:
+            fields = sorted({_field(e["loc"]) for e in exc.errors()})
+            failures[rec.id] = f"{rec.id} input refused ({', '.join(fields[:3])}: invalid)"
+            continue
+        except ApiError as exc:
+            fields = [d["field"] for d in exc.detail]
+            failures[rec.id] = f"{rec.id} input refused ({', '.join(fields[:3])}: out of range)"
+            continue
+        valid.append((rec, list(_row(values))))
+        label, p = answer["prediction"], answer["probabilities"]["benign"]
+        if label != rec.label or not abs(p - rec.p_benign) <= tol:
+            want, got = _numbers(rec.p_benign, p)
+            failures[rec.id] = f"{rec.id} expected {rec.label} {want}, got {label} {got}"
+    if valid:
+        try:
+            answer, _ = classifier.batch(np.array([row for _, row in valid], dtype=np.float64))
+        except ApiError:  # the rows passed the single path's domain check: cannot happen
+            raise ModelError(
+                "golden records: the batch path refused inputs the single path accepted", "golden"
+            ) from None
+        for (rec, _), pred in zip(valid, answer["predictions"], strict=True):
+            label, p = pred["prediction"], pred["probabilities"]["benign"]
+            if rec.id not in failures and (label != rec.label or not abs(p - rec.p_benign) <= tol):
+                want, got = _numbers(rec.p_benign, p)
+                failures[rec.id] = f"{rec.id} expected {rec.label} {want}, got {label} {got} (batch path)"
+    if failures:
+        first = next(iter(failures.values()))
+        counted = f"{len(failures)} of {len(release.golden)}"
+        raise ModelError(f"golden records: {counted} answers differ from the manifest (first: {first})", "golden")
+
+
 class Service:
-    """State shared by the handlers: settings, metrics and the model (None when not ready)."""
+    """State shared by the handlers: settings, metrics and the release (None when not ready)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.metrics = Metrics()
         self.model: Model | None = None
+        self.classifier: Classifier | None = None
+        self.release: Release | None = None
         self.model_error: str | None = None
+        self.model_check: str | None = None
         self.model_json: dict[str, Any] = {}
+        self.ready_json: dict[str, Any] = {}
+        self.response_headers: dict[str, str] = {}
         self.load()
+
+    def model_ref(self) -> tuple[str, str]:
+        """(name, version) served, or asked for while none is."""
+        if self.release is not None:
+            return self.release.name, self.release.version
+        return self.settings.model_name, self.settings.model_version
 
     def load(self) -> None:
         s = self.settings
+        what = f"model {s.model_name} {s.model_version}"
         try:
-            model = load_model(s.model_dir, s.model_name, s.model_version, FEATURES, s.model_sha256)
+            release = load_release(s.model_dir, s.model_name, s.model_version, FEATURES, s.model_sha256)
+            classifier = Classifier(release.model)
+            check_golden(classifier, release)
         except ModelError as exc:
-            self.model, self.model_error = None, str(exc)
+            self.model = self.classifier = self.release = None
+            self.model_error, self.model_check = f"{what}: {exc}", exc.check
             self.metrics.model_ready.set(0)
-            log.error("model refused", extra={"fields": {"event": "model_refused", "reason": str(exc)}})
+            log.error(
+                "model refused",
+                extra={
+                    "fields": {
+                        "event": "model_refused",
+                        "model": s.model_name,
+                        "version": s.model_version,
+                        "check": exc.check,
+                        "reason": self.model_error,
+                    }
+                },
+            )
             return
-        self.model, self.model_error = model, None
-        self.model_json = self._describe(model)
-        self._weights = model.weights.tolist()
-        self._bias = model.bias
-        self._threshold = model.threshold
-        self._accepted = (model.accepted_min.tolist(), model.accepted_max.tolist())
-        self._observed = (model.observed_min.tolist(), model.observed_max.tolist())
-        self._warn = [f"{name}: outside the range observed in training" for name in model.features]
-        self._ref = {"name": model.name, "version": model.version}
+        model = release.model
+        self.model, self.classifier, self.release = model, classifier, release
+        self.model_error = self.model_check = None
+        self.model_json = self._describe(release)
+        self.ready_json = {
+            "status": "ready",
+            "model": {"name": release.name, "version": release.version, "sha256": release.sha256},
+            "golden": {"records": len(release.golden), "passed": True},
+        }
         self.response_headers = {"x-model-version": model.version}
         self._benign = self.metrics.predictions.labels(model.version, "benign")
         self._malignant = self.metrics.predictions.labels(model.version, "malignant")
-        self.metrics.model_info.labels(model.name, model.version, model.sha256).set(1)
+        self.metrics.model_info.labels(release.name, release.version, release.sha256).set(1)
         self.metrics.model_ready.set(1)
         log.info(
             "model loaded",
             extra={
                 "fields": {
                     "event": "model_loaded",
-                    "model": model.name,
-                    "version": model.version,
-                    "sha256": model.sha256,
+                    "model": release.name,
+                    "version": release.version,
+                    "sha256": release.sha256,
+                    "files": release.files,
+                    "golden_records": len(release.golden),
                 }
             },
         )
 
-    def _describe(self, model: Model) -> dict[str, Any]:
+    def _describe(self, release: Release) -> dict[str, Any]:
+        model = release.model
         d = model.description
         return {
             "name": model.name,
             "version": model.version,
-            "sha256": model.sha256,
+            "sha256": release.sha256,
+            "release": {
+                "format": RELEASE_FORMAT,
+                "files": release.files,
+                "golden": {"records": len(release.golden), "tolerance": release.golden_tolerance, "passed": True},
+            },
             "task": d.get("task"),
             "classes": list(model.classes),
             "decision_threshold": model.threshold,
@@ -284,37 +638,6 @@ class Service:
             ],
         }
 
-    def _refuse(
-        self, cells: list[tuple[int, int]], value: Callable[[int, int], float], locs: list[tuple[Any, ...]]
-    ) -> ApiError:
-        """422 for values beyond the accepted domain: (row, feature) cells, value(row, feature)."""
-        model = self.model
-        assert model is not None
-        detail = []
-        for r, c in cells[:MAX_ERRORS]:
-            loc = (*locs[r], model.features[c])
-            detail.append(
-                _item(
-                    _field(loc),
-                    "out_of_range",
-                    f"{value(r, c):g} is outside the accepted range "
-                    f"{model.accepted_min[c]:g}..{model.accepted_max[c]:g} "
-                    f"(observed in training: {model.observed_min[c]:g}..{model.observed_max[c]:g})",
-                    ["body", *loc],
-                )
-            )
-        return ApiError(422, "out_of_range", detail, len(cells) if len(cells) > MAX_ERRORS else None)
-
-    def _result(self, p_benign: float, warnings: list[str]) -> dict[str, Any]:
-        p_malignant = 1.0 - p_benign
-        benign = p_benign >= self._threshold
-        return {
-            "prediction": "benign" if benign else "malignant",
-            "probability": p_benign if benign else p_malignant,
-            "probabilities": {"malignant": p_malignant, "benign": p_benign},
-            "warnings": warnings,
-        }
-
     def _count(self, n_rows: int, n_benign: int) -> None:
         if n_benign:
             self._benign.inc(n_benign)
@@ -323,61 +646,26 @@ class Service:
         self.metrics.batch_rows.observe(n_rows)
 
     def classify_one(self, row: list[float]) -> dict[str, Any]:
-        """One record, in plain Python floats (for one row several times faster than numpy's
-        per-call overhead; the same logit and probability: tests compare both paths).
-        Raises ApiError (422) when a value lies outside the accepted domain."""
-        # Range checks as C-level passes (map); which columns are off is worked out only
-        # when one is.
-        lo, hi = self._accepted
-        if any(map(operator.lt, row, lo)) or any(map(operator.gt, row, hi)):
-            refused = [c for c, v in enumerate(row) if v < lo[c] or v > hi[c]]
-            raise self._refuse([(0, c) for c in refused], lambda _r, c: row[c], [()])
-        logit = self._bias + sum(map(operator.mul, row, self._weights))
-        p_benign = 0.5 * (1.0 + math.tanh(0.5 * logit))
-        self._count(1, 1 if p_benign >= self._threshold else 0)
-        olo, ohi = self._observed
-        warnings: list[str] = []
-        if any(map(operator.lt, row, olo)) or any(map(operator.gt, row, ohi)):
-            warnings = [self._warn[c] for c, v in enumerate(row) if v < olo[c] or v > ohi[c]]
-        return {**self._result(p_benign, warnings), "model": self._ref}
+        """One record (Classifier.one), counted. Raises ApiError (422) beyond the domain."""
+        assert self.classifier is not None
+        answer, benign = self.classifier.one(row)
+        self._count(1, 1 if benign else 0)
+        return answer
 
     def classify_batch(self, x: np.ndarray) -> dict[str, Any]:
-        """Several records (rows of x) with numpy: one matrix product for all rows. Raises
-        ApiError (422, refusing them all) when one lies outside the accepted domain."""
-        model = self.model
-        assert model is not None
-        refused = (x < model.accepted_min) | (x > model.accepted_max)
-        if refused.any():
-            cells = [(int(r), int(c)) for r, c in np.argwhere(refused)]
-            raise self._refuse(cells, lambda r, c: float(x[r, c]), [("records", i) for i in range(len(x))])
-        benign = model.predict_proba(x)
-        unusual = (x < model.observed_min) | (x > model.observed_max)
-        is_benign = benign >= model.threshold
-        self._count(len(x), int(np.count_nonzero(is_benign)))
-        no_warnings: list[str] = []  # shared by every row without one (only serialised)
-        warnings = [no_warnings] * len(x)
-        for i in np.flatnonzero(unusual.any(axis=1)).tolist():
-            warnings[i] = [self._warn[c] for c in np.flatnonzero(unusual[i]).tolist()]
-        return {
-            "model": self._ref,
-            "predictions": [
-                {
-                    "prediction": "benign" if b else "malignant",
-                    "probability": pb if b else pm,
-                    "probabilities": {"malignant": pm, "benign": pb},
-                    "warnings": w,
-                }
-                for b, pb, pm, w in zip(
-                    is_benign.tolist(), benign.tolist(), (1.0 - benign).tolist(), warnings, strict=True
-                )
-            ],
-        }
+        """Several records (Classifier.batch), counted. Raises ApiError (422) beyond the domain."""
+        assert self.classifier is not None
+        answer, n_benign = self.classifier.batch(x)
+        self._count(len(x), n_benign)
+        return answer
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings.from_env()
+    settings.check()
     service = Service(settings)
     metrics = service.metrics
+    guard = Guard(settings, metrics)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -386,7 +674,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # a request waits.
         gc.freeze()
         log.info(
-            "started", extra={"fields": {"event": "started", "port": settings.port, "ready": service.model is not None}}
+            "started",
+            extra={
+                "fields": {
+                    "event": "started",
+                    "port": settings.port,
+                    "ready": service.model is not None,
+                    "auth_mode": settings.auth_mode,
+                }
+            },
         )
         yield
         if multiprocess_dir() is not None:  # this worker's live gauges leave the sums
@@ -409,19 +705,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.service = service
+    app.state.guard = guard
     app.router.route_class = JsonRoute
 
     # ------------------------------------------------------------ errors, in one shape
 
     def refused(exc: ApiError) -> OrjsonResponse:
-        metrics.invalid.labels(exc.reason).inc()
+        if exc.status != 401:  # refusals for want of credentials count on their own
+            metrics.invalid.labels(exc.reason).inc()
         body: dict[str, Any] = {"detail": exc.detail}
         if exc.total is not None:
             body["errors_total"] = exc.total
-        return OrjsonResponse(body, status_code=exc.status)
+        return OrjsonResponse(body, status_code=exc.status, headers=exc.headers)
 
     @app.exception_handler(ApiError)
-    async def api_error(_: Request, exc: ApiError) -> Response:
+    async def api_error(request: Request, exc: ApiError) -> Response:
+        _note(request)["outcome"] = exc.reason
         return refused(exc)
 
     @app.exception_handler(RequestValidationError)
@@ -429,17 +728,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         """Why FastAPI could not judge the body, in the order a client should fix it: the
         model is not loaded (503), the body is not declared JSON (415: FastAPI then leaves
         it unparsed), it is not JSON (400), a field is wrong (422)."""
+        note = _note(request)
+        note["rows"] = _rows(exc.body)
         if service.model is None:
+            note["outcome"] = "not_ready"
             return not_ready()
         if not _is_json(request.headers.get("content-type")):
+            note["outcome"] = NOT_JSON.reason
             return refused(NOT_JSON)
         errors = exc.errors()
         first = errors[0] if errors else {"type": "", "loc": ()}
         if first["type"] == "json_invalid":
             reason = first.get("ctx", {}).get("error") or first.get("msg", "")
+            note["outcome"] = "malformed_json"
             return refused(_body_error(400, "malformed_json", "json_invalid", f"malformed JSON: {reason}"))
         if first["type"] == "missing" and tuple(first["loc"]) == ("body",) and exc.body in (None, b""):
             # No body at all (FastAPI reads an empty body as a missing one).
+            note["outcome"] = "malformed_json"
             return refused(_body_error(400, "malformed_json", "json_invalid", "malformed JSON: empty body"))
         detail = []
         for e in errors[:MAX_ERRORS]:
@@ -456,13 +761,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             field = _field(loc)
             detail.append({"field": field, "loc": ["body", *loc], "type": e["type"], "msg": f"{field}: {e['msg']}"})
         reason = "empty_batch" if first["type"] == "too_short" and detail[0]["field"] == "records" else "validation"
+        note["outcome"] = reason
         return refused(ApiError(422, reason, detail, len(errors) if len(errors) > MAX_ERRORS else None))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         if exc.status_code == 413:  # BodyLimit
+            _note(request)["outcome"] = "too_large"
             return refused(_body_error(413, "too_large", "too_large", f"exceeds {settings.max_body_bytes} bytes"))
         if exc.status_code == 400:  # a body FastAPI could not read at all (not UTF-8 JSON)
+            _note(request)["outcome"] = "malformed_json"
             return refused(_body_error(400, "malformed_json", "json_invalid", f"malformed JSON: {exc.detail}"))
         return OrjsonResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
@@ -473,55 +781,48 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return OrjsonResponse({"status": "ok"})
 
     def not_ready() -> OrjsonResponse:
-        return OrjsonResponse({"status": "not ready", "reason": service.model_error}, status_code=503)
+        return OrjsonResponse(
+            {"status": "not ready", "reason": service.model_error, "check": service.model_check}, status_code=503
+        )
 
     @app.get(
         "/ready",
         tags=["probes"],
-        summary="Readiness: the model is loaded and its checksum verified",
-        responses={503: {"description": "model not loaded, with the reason"}},
+        summary="Readiness: the model release is loaded, its checksums verified, its golden records answered",
+        responses={503: {"description": "no release served: the reason, and the check (load, checksum, golden)"}},
     )
     async def ready() -> OrjsonResponse:
-        model = service.model
-        if model is None:
-            return not_ready()
-        return OrjsonResponse(
-            {"status": "ready", "model": {"name": model.name, "version": model.version, "sha256": model.sha256}}
-        )
+        return not_ready() if service.model is None else OrjsonResponse(service.ready_json)
 
     @app.get(
         "/model",
         tags=["model"],
-        summary="The served model: identity, checksum, training metrics, features and their ranges",
+        summary="The served model: identity, checksums, training metrics, features and their ranges",
         responses={503: {"description": "model not loaded"}},
     )
     async def model_info() -> OrjsonResponse:
         return not_ready() if service.model is None else OrjsonResponse(service.model_json)
 
-    @app.post(
-        "/predict",
-        tags=["model"],
-        summary='Classify one record, or a batch {"records": [...]}',
-        response_model=None,
-        responses={
-            200: {
-                "model": SinglePrediction | BatchPrediction,
-                "description": "one record: SinglePrediction; a batch: BatchPrediction",
-            },
-            400: {"model": ErrorResponse, "description": "malformed JSON"},
-            413: {"model": ErrorResponse, "description": "body or batch too large"},
-            415: {"model": ErrorResponse, "description": "content type is not application/json"},
-            422: {"model": ErrorResponse, "description": "a field is missing, mistyped, not finite or out of range"},
-            503: {"description": "model not loaded"},
-        },
+    # /predict, guarded by AUTH_MODE: its route checks credentials before the body is read
+    # (GuardedRoute), and its dependency declares the scheme in the OpenAPI document.
+    guarded = guard.mode != "none"
+    unauthorized_doc: dict[int | str, dict[str, Any]] = (
+        {401: {"model": ErrorResponse, "description": f"no valid credentials (AUTH_MODE {settings.auth_mode})"}}
+        if guarded
+        else {}
     )
-    async def predict(body: PredictRequest) -> OrjsonResponse:
+
+    async def predict(request: Request, body: PredictRequest) -> OrjsonResponse:
+        note = _note(request)
         if service.model is None:
+            note["outcome"] = "not_ready"
             return not_ready()
         if not isinstance(body, BatchRequest):
+            note["rows"] = 1
             answer = service.classify_one(list(_row(body)))
         else:
             n = len(body.records)
+            note["rows"] = n
             if n > settings.max_batch_rows:
                 raise ApiError(
                     413,
@@ -534,7 +835,31 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     ],
                 )  # fmt: skip
             answer = service.classify_batch(np.array(list(map(_row, body.records)), dtype=np.float64))
+        note["outcome"] = "ok"
         return OrjsonResponse(answer, headers=service.response_headers)
+
+    app.router.add_api_route(
+        "/predict",
+        predict,
+        methods=["POST"],
+        tags=["model"],
+        summary='Classify one record, or a batch {"records": [...]}',
+        response_model=None,
+        responses={
+            200: {
+                "model": SinglePrediction | BatchPrediction,
+                "description": "one record: SinglePrediction; a batch: BatchPrediction",
+            },
+            400: {"model": ErrorResponse, "description": "malformed JSON"},
+            **unauthorized_doc,
+            413: {"model": ErrorResponse, "description": "body or batch too large"},
+            415: {"model": ErrorResponse, "description": "content type is not application/json"},
+            422: {"model": ErrorResponse, "description": "a field is missing, mistyped, not finite or out of range"},
+            503: {"description": "model not loaded"},
+        },
+        dependencies=[Depends(guard.dependency())] if guarded else None,
+        route_class_override=GuardedRoute if guarded else None,
+    )
 
     @app.get("/metrics", tags=["probes"], summary="Prometheus exposition", response_class=Response)
     async def prometheus_metrics() -> Response:
@@ -567,5 +892,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     routes = [getattr(r, "path", "") for r in app.routes]
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)  # inside ObservabilityMiddleware
-    app.add_middleware(ObservabilityMiddleware, metrics=metrics, routes=routes, prefixes=(SWAGGER_PATH,))
+    app.add_middleware(
+        ObservabilityMiddleware,
+        metrics=metrics,
+        routes=routes,
+        prefixes=(SWAGGER_PATH,),
+        prediction_routes=("/predict",),
+        model_ref=service.model_ref,
+    )
     return app

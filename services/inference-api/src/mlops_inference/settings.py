@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 # Names and versions become file names: keep them to a safe alphabet (no path traversal).
 SAFE_TOKEN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+# Who may ask for predictions: anyone (none), holders of an API key (X-API-Key, checked
+# against API_KEYS_FILE), or clients whose certificate the frontend verified (client_cert).
+AUTH_MODES = ("none", "api_key", "client_cert")
+# An API key's name: it appears in logs (never the key). The same rule as the Ansible side.
+KEY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 TRUE = ("1", "true", "yes", "on")
 FALSE = ("", "0", "false", "no", "off")
 
@@ -39,12 +44,44 @@ def _bool(env: dict[str, str], name: str) -> bool:
     raise SettingsError(f"{name}={raw!r} is not a boolean (use 1/0, true/false)")
 
 
+def read_api_keys(path: str) -> tuple[tuple[str, str], ...]:
+    """(name, sha256 hex) of each key in API_KEYS_FILE: one `name:sha256hex` a line, `#`
+    comments and blank lines allowed. Never quotes a line (a key pasted in clear by mistake
+    must not reach the logs)."""
+    if not path:
+        raise SettingsError("API_KEYS_FILE must name a file of `name:sha256` lines when AUTH_MODE=api_key")
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise SettingsError(f"API_KEYS_FILE={path!r} cannot be read: {why}") from None
+    keys: list[tuple[str, str]] = []
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, sep, digest = line.partition(":")
+        name, digest = name.strip(), digest.strip().lower()
+        if not sep or not KEY_NAME.match(name) or not SHA256.match(digest):
+            raise SettingsError(
+                f"API_KEYS_FILE={path!r} line {number} is not `name:sha256` (a name matching {KEY_NAME.pattern}, "
+                "the key's sha256 in 64 hexadecimal characters; never the key itself)"
+            )
+        if any(name == n for n, _ in keys):
+            raise SettingsError(f"API_KEYS_FILE={path!r} line {number}: the name {name} is given twice")
+        keys.append((name, digest))
+    if not keys:
+        raise SettingsError(f"API_KEYS_FILE={path!r} holds no key: AUTH_MODE=api_key would refuse every prediction")
+    return tuple(keys)
+
+
 @dataclass(frozen=True)
 class Settings:
     model_dir: Path = Path("/opt/mlops/models")
     model_name: str = "breast-cancer-lr"
     model_version: str = "1.0.0"
-    # Optional pin: when set, the artifact must hash to it as well as to its manifest.
+    # Optional pin of the release: the sha256 of its manifest.json (which lists the sha256 of
+    # every file of the release, so it pins them all).
     model_sha256: str | None = None
     log_level: str = "info"
     host: str = "0.0.0.0"
@@ -57,6 +94,21 @@ class Settings:
     workers: int = 1
     # Internal: a constant-response endpoint for the benchmark baseline. Off by default.
     benchmark_endpoint: bool = False
+    # Access control of POST /predict (AUTH_MODES). none: the image's default.
+    auth_mode: str = "none"
+    # api_key mode: (name, sha256 hex of the key) from API_KEYS_FILE. Only hashes, never keys.
+    api_keys: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+
+    def check(self) -> None:
+        """What the environment reader checks and a constructed Settings could still get
+        wrong (create_app calls it)."""
+        if self.auth_mode not in AUTH_MODES:
+            raise SettingsError(f"AUTH_MODE={self.auth_mode!r} must be one of {', '.join(AUTH_MODES)}")
+        if self.auth_mode == "api_key" and not self.api_keys:
+            raise SettingsError("API_KEYS_FILE holds no key: AUTH_MODE=api_key needs at least one")
+        for name, digest in self.api_keys:
+            if not KEY_NAME.match(name) or not SHA256.match(digest):
+                raise SettingsError("API_KEYS_FILE: every key needs a name and the sha256 of the key")
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -72,6 +124,10 @@ class Settings:
         level = env.get("LOG_LEVEL", cls.log_level).strip().lower()
         if level not in LOG_LEVELS:
             raise SettingsError(f"LOG_LEVEL={level!r} must be one of {', '.join(LOG_LEVELS)}")
+        auth = env.get("AUTH_MODE", cls.auth_mode).strip().lower() or cls.auth_mode
+        if auth not in AUTH_MODES:
+            raise SettingsError(f"AUTH_MODE={auth!r} must be one of {', '.join(AUTH_MODES)}")
+        keys = read_api_keys(env.get("API_KEYS_FILE", "").strip()) if auth == "api_key" else ()
         return cls(
             model_dir=Path(env.get("MODEL_DIR", str(cls.model_dir))),
             model_name=name,
@@ -85,4 +141,6 @@ class Settings:
             graceful_timeout_s=_int(env, "GRACEFUL_TIMEOUT", cls.graceful_timeout_s, 1, 600),
             workers=_int(env, "WEB_CONCURRENCY", cls.workers, 1, 64),
             benchmark_endpoint=_bool(env, "ENABLE_BENCHMARK_ENDPOINT"),
+            auth_mode=auth,
+            api_keys=keys,
         )
