@@ -19,7 +19,7 @@ MIRROR=${MLOPS_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 
 # Debian packages the tooling needs on the machine running the tests.
 HOST_PACKAGES=(docker.io mmdebstrap python3-venv prometheus nginx-light chromium wrk
-  iproute2 openssh-client zstd)
+  iproute2 openssh-client zstd testssl.sh)
 
 # Test hosts: systemd, python3 for Ansible, python3-apt for apt's check mode, sshd for the
 # hardening checks. Base image: the smallest Debian 13 the service images start from.

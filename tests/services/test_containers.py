@@ -27,7 +27,7 @@ def start_api(dock: Docker, *options: str) -> Any:
 def start_stack(dock: Docker) -> tuple[Any, Any]:
     net = dock.network()
     api = dock.run("mlops/inference-api:1.0.0", *API_RUN, "--network", net, "--network-alias", "inference-api")
-    fe = dock.run("mlops/frontend:1.0.0", *FRONTEND_RUN, "--network", net, ports=(8080,))
+    fe = dock.run("mlops/frontend:1.0.0", *FRONTEND_RUN, "-e", "EXPOSE_API_DOCS=1", "--network", net, ports=(8080,))
     wait_for(fe.url(8080, "/api/ready"), timeout=90)
     return api, fe
 
@@ -233,7 +233,7 @@ def test_frontend_qualifies_a_short_name_with_a_kubernetes_search_domain(dock: D
 
 def test_frontend_starts_before_the_api_exists_and_proxies_once_it_does(dock: Docker, record: dict[str, float]) -> None:
     net = dock.network()
-    fe = dock.run("mlops/frontend:1.0.0", *FRONTEND_RUN, "--network", net, ports=(8080,))
+    fe = dock.run("mlops/frontend:1.0.0", *FRONTEND_RUN, "-e", "EXPOSE_API_DOCS=1", "--network", net, ports=(8080,))
     wait_for(fe.url(8080, "/health"))
     status, _, _ = http(fe.url(8080, "/api/health"))
     assert status in (502, 503, 504)  # nginx answers; the API is not there yet

@@ -46,7 +46,7 @@ def browser() -> Iterator[Any]:
 def stack(dock: Docker) -> str:
     net = dock.network()
     dock.run("mlops/inference-api:1.0.0", *API_RUN, "--network", net, "--network-alias", "inference-api")
-    fe = dock.run("mlops/frontend:1.0.0", *FRONTEND_RUN, "--network", net, ports=(8080,))
+    fe = dock.run("mlops/frontend:1.0.0", *FRONTEND_RUN, "-e", "EXPOSE_API_DOCS=1", "--network", net, ports=(8080,))
     wait_for(fe.url(8080, "/api/ready"), timeout=90)
     return fe.url(8080)
 
