@@ -14,6 +14,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 HOST=mlops-local-edge
 FRONTEND_PORT=${MLOPS_LOCAL_FRONTEND_PORT:-8080}
+HTTPS_PORT=${MLOPS_LOCAL_HTTPS_PORT:-8443}
 API_PORT=${MLOPS_LOCAL_API_PORT:-8000}
 PROMETHEUS_PORT=${MLOPS_LOCAL_PROMETHEUS_PORT:-9090}
 KEY_DIR=$ROOT/build/local-edge
@@ -34,7 +35,7 @@ echo "==> local edge host $HOST"
 mkdir -p "$KEY_DIR"
 [ -f "$KEY_DIR/id_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C "mlops-local-edge" -f "$KEY_DIR/id_ed25519"
 python scripts/testhost.py start "$HOST" --image mlops-test/debian-systemd:13 \
-  --publish "127.0.0.1:$FRONTEND_PORT:8080" --publish "127.0.0.1:$API_PORT:8000" \
+  --publish "127.0.0.1:$FRONTEND_PORT:8080" --publish "127.0.0.1:$HTTPS_PORT:8443" --publish "127.0.0.1:$API_PORT:8000" \
   --publish "127.0.0.1:$PROMETHEUS_PORT:9090"
 
 echo "==> ansible-playbook site.yml -i inventories/local"
@@ -43,12 +44,15 @@ ansible-playbook site.yml -i inventories/local
 echo "    site.yml done in $(($(date +%s) - t1))s"
 
 echo "==> smoke check: a prediction through the frontend"
-python scripts/smoke.py "http://127.0.0.1:$FRONTEND_PORT"
+python scripts/smoke.py "https://localhost:$HTTPS_PORT" --cacert "$KEY_DIR/pki/ca.crt" \
+  --api-key-file "$KEY_DIR/pki/api-key-site"
 
 cat <<EOT
 
 The edge stack is up on $HOST (in $(($(date +%s) - t0))s):
-  frontend (web UI)   http://127.0.0.1:$FRONTEND_PORT/
+  frontend (web UI)   https://localhost:$HTTPS_PORT/  (site CA: $KEY_DIR/pki/ca.crt;
+                      http://127.0.0.1:$FRONTEND_PORT/ redirects there)
+  API key             $KEY_DIR/pki/api-key-site (header X-API-Key)
   inference API docs  http://127.0.0.1:$API_PORT/docs
   Prometheus          http://127.0.0.1:$PROMETHEUS_PORT/
   Grafana             left out here (no Grafana image can be had offline); its files are in

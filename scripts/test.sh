@@ -18,7 +18,7 @@ LOGS=${MLOPS_TEST_LOGS:-$ROOT/artifacts/logs}
 mkdir -p "$LOGS"
 
 # The project-level end-to-end scenario first (the longest), then the role scenarios.
-ALL_SCENARIOS=(edge hardening k8s_topology edge_stack docker k3s prometheus grafana)
+ALL_SCENARIOS=(edge hardening k8s_topology edge_stack docker k3s model_release prometheus grafana)
 # Scenarios run this many at a time: much of their time is apt downloads and waits, so two
 # at once finish sooner on two cores. Each has its own container names (MLOPS_MOLECULE_PREFIX).
 JOBS=${MLOPS_TEST_JOBS:-2}

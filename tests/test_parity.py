@@ -32,7 +32,12 @@ def compose_view(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Per service: what the Compose project runs."""
     view: dict[str, dict[str, Any]] = {}
     for name, svc in compose["services"].items():
-        ports = sorted({int(str(p).rsplit(":", 1)[-1]) for p in svc.get("ports", [])})
+        ports = {int(str(p).rsplit(":", 1)[-1]) for p in svc.get("ports", [])}
+        env = svc.get("environment") or {}
+        if "TLS_CERT_FILE" in env:
+            # The edge frontend terminates TLS on a port of its own; Kubernetes does it at the Ingress.
+            ports.discard(int(env["TLS_PORT"]))
+        ports = sorted(ports)
         test = svc["healthcheck"]["test"]
         command = " ".join(test[1:] if test[0] in ("CMD", "CMD-SHELL") else test)
         view[name] = {

@@ -35,6 +35,8 @@ Catalogue fields read here (all but the first block optional):
                      in by container_specs (argument `exports`, keyed by role name)
     command          arguments of the container's entrypoint
     port_env         environment variable that tells the process its port
+    tls_port         the HTTPS port where the service terminates TLS itself (edge hosts;
+                     Kubernetes terminates TLS at the Ingress), told by tls_port_env
     workers_env      environment variable that gets the worker count (one per CPU of the limit)
     links            {ENV: service}: ENV=http://<service>:<its port>
     config           [{name, source, target}] read-only configuration directories
@@ -46,6 +48,10 @@ Catalogue fields read here (all but the first block optional):
                      healthcheck asks health_path, from what its image has
     kubernetes_api   true when the service talks to the Kubernetes API (token mounted)
     scrapes_metrics  true for the service that scrapes every metrics_path (network flows)
+
+Argument ``binds`` of container_specs adds a platform's own bind mounts, by service:
+[{source, target, env, environment}] (env gets the target path; environment is merged into
+the container's).
 """
 
 from __future__ import annotations
@@ -281,6 +287,9 @@ def container_specs(
         env = {str(k): str(v) for k, v in (svc.get("environment") or {}).items()}
         if svc.get("port_env"):
             env[svc["port_env"]] = str(port)
+        tls_port = _as_int(svc["tls_port"], f"{where}.tls_port") if svc.get("tls_port") else None
+        if tls_port and svc.get("tls_port_env"):
+            env[svc["tls_port_env"]] = str(tls_port)
         if svc.get("workers_env"):
             env[svc["workers_env"]] = str(max(1, res["cpu_limit_millicores"] // 1000))
         for var, target in sorted((svc.get("links") or {}).items()):
@@ -290,6 +299,7 @@ def container_specs(
         for bind in own_binds:
             if bind.get("env"):
                 env[bind["env"]] = bind["target"]
+            env.update({str(k): str(v) for k, v in (bind.get("environment") or {}).items()})
         secrets = []
         for secret in svc.get("secrets") or []:
             target = f"{SECRETS_DIR}/{secret['name']}"
@@ -303,6 +313,7 @@ def container_specs(
                 "container_name": svc["container_name"],
                 "image": image_ref(images[name], delivery),
                 "port": port,
+                "tls_port": tls_port,
                 "user": f"{user.group(1)}:{user.group(2)}",
                 "uid": int(user.group(1)),
                 "gid": int(user.group(2)),

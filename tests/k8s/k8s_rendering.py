@@ -71,7 +71,18 @@ def ansible_env() -> dict[str, str]:
 def run_render(inventory: Path, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     """Run playbooks/render.yml for an inventory into `out`; never raises on failure."""
     return subprocess.run(
-        ["ansible-playbook", "playbooks/render.yml", "-i", str(inventory), "-e", f"mlops_render_dir={out}", *extra],
+        [
+            "ansible-playbook",
+            "playbooks/render.yml",
+            "-i",
+            str(inventory),
+            "-e",
+            f"mlops_render_dir={out}",
+            # The generated API key and the site CA land beside the rendering, not in the user's home.
+            "-e",
+            f"mlops_pki_dir={out}/pki",
+            *extra,
+        ],
         cwd=REPO,
         capture_output=True,
         text=True,

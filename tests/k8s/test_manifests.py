@@ -74,8 +74,9 @@ def test_the_rendering_has_every_kind_of_object(prod: Rendering) -> None:
     assert kinds["HorizontalPodAutoscaler"] == 1
     assert kinds["PodDisruptionBudget"] == 2  # the two services running two or more pods
     assert kinds["NetworkPolicy"] == n + 2  # default deny, DNS, one per service
-    assert kinds["ConfigMap"] == 3  # a configuration directory each: Prometheus's, Grafana's two
-    assert kinds["Secret"] == 1
+    # A configuration directory each: Prometheus's, Grafana's two, the model release the API serves.
+    assert kinds["ConfigMap"] == 4
+    assert kinds["Secret"] == 2  # Grafana's admin password, the API keys' hashes
     assert kinds["PersistentVolumeClaim"] == 2
     assert kinds["StorageClass"] == 1  # reclaimPolicy Retain, for the claims
     assert kinds["Role"] == 1 and kinds["RoleBinding"] == 1
@@ -203,10 +204,26 @@ def test_monitoring_config_maps_carry_the_files_the_roles_render(prod: Rendering
     assert "kubernetes_sd_configs" in mounted_files(objects, "prometheus", "/etc/prometheus")["prometheus.yml"]
 
 
+def test_the_api_serves_the_release_from_a_config_map_and_keys_as_hashes(prod: Rendering) -> None:
+    """The pods mount the controller's release (a new version changes the pod template) and
+    read the API keys' hashes from a Secret; no key in clear reaches the manifests."""
+    objects = prod.objects()
+    (c,) = containers(by_kind(objects, "Deployment")["inference-api"])
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    release = f"{env['MODEL_NAME']}-{env['MODEL_VERSION']}"
+    files = mounted_files(objects, "inference-api", f"{env['MODEL_DIR']}/{release}")
+    shipped = REPO / "services/inference-api/models" / release
+    assert files["manifest.json"] == (shipped / "manifest.json").read_text()
+    assert files["model.json"] == (shipped / "model.json").read_text()
+    assert env["AUTH_MODE"] == "api_key"
+    keys = base64.b64decode(by_kind(objects, "Secret")["api-keys"]["data"]["value"]).decode()
+    assert keys and all(len(line.split(":")[1]) == 64 for line in keys.splitlines())
+
+
 def test_grafana_password_is_only_in_the_secret_and_read_from_a_file(prod: Rendering) -> None:
     password = yaml.safe_load((INVENTORIES / "prod/group_vars/k3s_cluster.yml").read_text())["grafana_admin_password"]
     objects = prod.objects()
-    (secret,) = by_kind(objects, "Secret").values()
+    secret = by_kind(objects, "Secret")["grafana-admin-password"]
     assert [base64.b64decode(v).decode() for v in secret["data"].values()] == [password]
     for path in prod.manifest_files():
         if "secret" not in path.name:

@@ -21,8 +21,12 @@ DEFAULTS: dict[str, Any] = yaml.safe_load((ROOT / "roles/mlops/defaults/main.yml
 SERVICES: dict[str, Any] = DEFAULTS["mlops_services"]
 IMAGES: dict[str, str] = DEFAULTS["mlops_images"]
 DIGEST = "@sha256:" + "a" * 64
-# What roles prometheus and grafana export (their vars/main.yml), with literal values.
+# What roles prometheus, grafana and model_release export (their vars/main.yml), with literal values.
 EXPORTS = {
+    "model_release": {
+        "environment": {"MODEL_DIR": "/srv/mlops/models"},
+        "config": [{"name": "model", "source": "/var/lib/mlops/models/m-1", "target": "/srv/mlops/models/m-1"}],
+    },
     "prometheus": {
         "command": ["--config.file=/etc/prometheus/prometheus.yml"],
         "config": [{"name": "config", "source": "/etc/mlops/prometheus", "target": "/etc/prometheus"}],
@@ -132,7 +136,7 @@ def test_owner_roles_supply_command_config_environment_and_secrets() -> None:
 def test_a_missing_owner_role_is_named() -> None:
     enabled = catalogue.enabled_services(services(), [])
     with pytest.raises(AnsibleFilterError, match="no grafana_service was given"):
-        catalogue.container_specs(enabled, IMAGES, exports={"prometheus": EXPORTS["prometheus"]})
+        catalogue.container_specs(enabled, IMAGES, exports={k: EXPORTS[k] for k in ("prometheus", "model_release")})
 
 
 def test_bundles_run_the_tag_and_registries_the_digest() -> None:
@@ -168,8 +172,11 @@ def test_config_maps_lay_out_the_staged_files_again() -> None:
         "/etc/mlops/prometheus/rules/a.yml": "groups: []\n",
         "/elsewhere/x.yml": "no",
     }
-    (cm,) = catalogue.config_maps(list(found.values()), contents)
-    assert cm["name"] == "prometheus-config" and cm["target"] == "/etc/prometheus"
+    maps = {m["name"]: m for m in catalogue.config_maps(list(found.values()), contents)}
+    assert sorted(maps) == ["inference-api-model", "prometheus-config"]
+    assert maps["inference-api-model"]["data"] == {}  # no staged file under its source
+    cm = maps["prometheus-config"]
+    assert cm["target"] == "/etc/prometheus"
     assert cm["data"] == {"prometheus.yml": "global: {}\n", "rules_a.yml": "groups: []\n"}
     assert {i["path"] for i in cm["items"]} == {"prometheus.yml", "rules/a.yml"}
 

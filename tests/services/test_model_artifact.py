@@ -5,14 +5,16 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-import release  # services/inference-api/training/release.py (on sys.path via conftest)
+import release
 import train  # services/inference-api/training/train.py (on sys.path via conftest)
+import yaml  # services/inference-api/training/release.py (on sys.path via conftest)
 from conftest import MODELS_DIR
 from fastapi.testclient import TestClient
 from mlops_inference.app import create_app
@@ -295,3 +297,22 @@ def test_model_declaring_another_version_than_its_manifest_is_refused(tmp_path: 
     with pytest.raises(ModelError, match=r"declares breast-cancer-lr 3\.0\.3") as err:
         load_model(tmp_path, NAME, "3.0.2", FEATURES)
     assert err.value.check == "load"
+
+
+def test_committed_release_is_signed_by_the_key_production_inventories_allow(tmp_path: Path) -> None:
+    """Production refuses unsigned releases (role model_release): the shipped one carries a
+    signature by the key the sample production inventory names (its private half is gone)."""
+    if shutil.which("ssh-keygen") is None:
+        pytest.fail("ssh-keygen is needed to verify release signatures (Debian package openssh-client)")
+    inventory = MODELS_DIR.parents[2] / "inventories/prod/group_vars/k3s_cluster/main.yml"
+    signers = yaml.safe_load(inventory.read_text())["model_release_allowed_signers"]
+    allowed = tmp_path / "allowed_signers"
+    allowed.write_text("\n".join(signers) + "\n")
+    principal = signers[0].split()[0]
+    with (RELEASE / "manifest.json").open("rb") as manifest:
+        run = subprocess.run(
+            ["ssh-keygen", "-Y", "verify", "-f", str(allowed), "-I", principal, "-n", "mlops-model",
+             "-s", str(RELEASE / "manifest.json.sig")],
+            stdin=manifest, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr

@@ -1,7 +1,9 @@
 """The whole edge site, verified from outside the test host (the controller's loopback).
 
-The host's ports 8080 (frontend) and 9090 (Prometheus) are published on random loopback
-ports of this machine; everything below talks to 127.0.0.1 only.
+The host's ports 8080 and 8443 (frontend) and 9090 (Prometheus) are published on random
+loopback ports of this machine; everything below talks to 127.0.0.1 only. The frontend is
+asked over HTTPS, trusting the site CA the run created (and nothing else), with the API key
+it generated.
 
 The last test (marked `rerun`, which mlops_testkit's plugin runs after every other test, and
 defined last here as well) runs the site again: it recreates Prometheus and restores it.
@@ -14,6 +16,7 @@ import os
 import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,11 +28,14 @@ HOST = f"{os.environ.get('MLOPS_MOLECULE_PREFIX', 'mlops')}-edge-site"
 testinfra_hosts = [f"ansible://{HOST}"]
 
 
-def published(port: int) -> str:
+PKI_DIR = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "/nonexistent")) / "pki"
+
+
+def published(port: int, scheme: str = "http") -> str:
     out = subprocess.run(["docker", "port", HOST, str(port)], capture_output=True, text=True, check=True)
     address = out.stdout.splitlines()[0].strip()
     assert address.startswith("127.0.0.1:"), f"port {port} published beyond loopback: {address}"
-    return f"http://{address}"
+    return f"{scheme}://{address}"
 
 
 def eventually(check: Callable[[], Any], seconds: float = 90) -> Any:
@@ -45,7 +51,16 @@ def eventually(check: Callable[[], Any], seconds: float = 90) -> Any:
 
 @pytest.fixture(scope="module")
 def frontend() -> str:
-    return published(8080)
+    return published(8443, "https")
+
+
+@pytest.fixture(scope="module")
+def site() -> requests.Session:
+    """A client of the site: it trusts the site CA alone and holds the site's API key."""
+    session = requests.Session()
+    session.verify = str(PKI_DIR / "ca.crt")
+    session.headers["X-API-Key"] = (PKI_DIR / "api-key-site").read_text().strip()
+    return session
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +68,8 @@ def prometheus() -> str:
     return published(9090)
 
 
-def test_frontend_serves_the_web_ui(frontend: str) -> None:
-    r = requests.get(f"{frontend}/", timeout=10)
+def test_frontend_serves_the_web_ui(frontend: str, site: requests.Session) -> None:
+    r = site.get(f"{frontend}/", timeout=10)
     assert r.status_code == 200
     assert "text/html" in r.headers["content-type"]
     assert "<form" in r.text
@@ -62,31 +77,33 @@ def test_frontend_serves_the_web_ui(frontend: str) -> None:
     assert "nginx/" not in r.headers.get("Server", "")
 
 
-def test_api_is_ready_through_the_frontend(frontend: str) -> None:
-    r = requests.get(f"{frontend}/api/ready", timeout=10)
+def test_api_is_ready_through_the_frontend(frontend: str, site: requests.Session) -> None:
+    r = site.get(f"{frontend}/api/ready", timeout=10)
     assert r.status_code == 200, r.text
     assert r.json()["model"]["version"] == "1.0.0"
 
 
-def test_prediction_through_the_frontend(frontend: str) -> None:
-    model = requests.get(f"{frontend}/api/model", timeout=10).json()
+def test_prediction_through_the_frontend(frontend: str, site: requests.Session) -> None:
+    model = site.get(f"{frontend}/api/model", timeout=10).json()
     features = model["features"]
     benign = {f["name"]: f["median"] for f in features}
-    r = requests.post(f"{frontend}/api/predict", json=benign, timeout=10)
+    r = site.post(f"{frontend}/api/predict", json=benign, timeout=10)
     assert r.status_code == 200, r.text
     answer = r.json()
     assert answer["prediction"] in {"malignant", "benign"}
     assert 0.5 <= answer["probability"] <= 1.0
     # The largest observed values of every measurement describe a malignant tumour.
     worst = {f["name"]: f["observed_max"] for f in features}
-    assert requests.post(f"{frontend}/api/predict", json=worst, timeout=10).json()["prediction"] == "malignant"
+    assert site.post(f"{frontend}/api/predict", json=worst, timeout=10).json()["prediction"] == "malignant"
+    # Without the key, no prediction.
+    assert requests.post(f"{frontend}/api/predict", json=worst, timeout=10, verify=site.verify).status_code == 401
 
 
-def test_bad_input_is_a_client_error_naming_the_field(frontend: str) -> None:
-    model = requests.get(f"{frontend}/api/model", timeout=10).json()
+def test_bad_input_is_a_client_error_naming_the_field(frontend: str, site: requests.Session) -> None:
+    model = site.get(f"{frontend}/api/model", timeout=10).json()
     record = {f["name"]: f["median"] for f in model["features"]}
     del record["mean_radius"]
-    r = requests.post(f"{frontend}/api/predict", json=record, timeout=10)
+    r = site.post(f"{frontend}/api/predict", json=record, timeout=10)
     assert r.status_code == 422
     assert "mean_radius" in r.text
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,27 @@ SCENARIO_VARS: dict[str, Any] = yaml.safe_load((Path(__file__).resolve().parents
 OVERRIDES: dict[str, Any] = SCENARIO_VARS["mlops_service_overrides"]
 ENABLED = {k: {**v, **OVERRIDES.get(k, {})} for k, v in CATALOGUE["mlops_services"].items() if k != "grafana"}
 COMPOSE_FILE = "/etc/mlops/compose/compose.yml"
+# The site CA the scenario's run created on the controller, and the API key it generated.
+PKI_DIR = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "/nonexistent")) / "pki"
+# The frontend as clients reach it: HTTPS with the site CA (on the host: the CA file the role wrote).
+FRONTEND_HTTP = f"http://127.0.0.1:{ENABLED['frontend']['port']}"
+FRONTEND = f"https://localhost:{ENABLED['frontend']['tls_port']}"
+HOST_CA = "/etc/mlops/frontend/tls/ca.crt"
+
+
+def api_key() -> str:
+    return (PKI_DIR / "api-key-site").read_text().strip()
+
+
+def curl(host: Any, path: str, *args: str, key: str | None = None) -> tuple[int, str]:
+    """`curl` on the test host against the frontend's HTTPS port, trusting the site CA only;
+    returns the status code and the body."""
+    header = f"-H 'X-API-Key: {key}'" if key else ""
+    out = host.check_output(
+        f"curl -sS --cacert {HOST_CA} {header} {' '.join(args)} -w '\\n%{{http_code}}' {FRONTEND}{path}"
+    )
+    body, _, status = out.rpartition("\n")
+    return int(status), body
 
 
 def inspect(host: Any, name: str) -> dict[str, Any]:
@@ -58,5 +80,5 @@ def changed(output: str) -> int:
 @pytest.fixture(scope="module")
 def record() -> dict[str, float]:
     """A plausible patient: every feature of the served model at its training median."""
-    doc = json.loads((REPO / "services/inference-api/models/breast-cancer-lr-1.0.0.model.json").read_text())
+    doc = json.loads((REPO / "services/inference-api/models/breast-cancer-lr-1.0.0/model.json").read_text())
     return {f["name"]: f["median"] for f in doc["features"]}

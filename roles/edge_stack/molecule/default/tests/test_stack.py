@@ -11,9 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CATALOGUE, COMPOSE_FILE, ENABLED, inspect
+from conftest import CATALOGUE, COMPOSE_FILE, ENABLED, api_key, curl, inspect
 
-FRONTEND = f"http://127.0.0.1:{ENABLED['frontend']['port']}"
 PROMETHEUS = f"http://127.0.0.1:{ENABLED['prometheus']['port']}"
 
 SERVICES = sorted(ENABLED)
@@ -59,14 +58,13 @@ def test_root_filesystem_refuses_writes(host: Any, service: str) -> None:
 
 
 def test_frontend_reaches_the_ready_api(host: Any) -> None:
-    assert host.check_output(f"curl -s -o /dev/null -w '%{{http_code}}' {FRONTEND}/api/ready") == "200"
+    assert curl(host, "/api/ready")[0] == 200
 
 
 def test_prediction_through_the_frontend(host: Any, record: dict[str, float]) -> None:
     body = json.dumps(record)
-    out = host.check_output(
-        f"curl -sS --fail-with-body -H 'content-type: application/json' --data '{body}' {FRONTEND}/api/predict"
-    )
+    status, out = curl(host, "/api/predict", "-H 'content-type: application/json'", f"--data '{body}'", key=api_key())
+    assert status == 200, out
     answer = json.loads(out)
     assert answer["prediction"] in ("malignant", "benign")
     assert answer["model"]["version"] == CATALOGUE["mlops_model_version"]
@@ -96,14 +94,18 @@ def test_only_the_frontend_listens_beyond_loopback(host: Any) -> None:
         else:
             assert bound & {"0.0.0.0", "[::]", "*"}, f"{service}: {bound}"
     assert {"0.0.0.0", "[::]", "*"} & listeners.get(ENABLED["frontend"]["port"], set())
+    assert {"0.0.0.0", "[::]", "*"} & listeners.get(ENABLED["frontend"]["tls_port"], set())
     # Nothing listens on the catalogue's default ports: the overridden ones reached the processes.
-    assert not {8000, 8080, 9090} & set(listeners)
+    assert not {8000, 8080, 8443, 9090} & set(listeners)
 
 
-@pytest.mark.parametrize(("service", "env"), [("inference-api", "PORT"), ("frontend", "LISTEN_PORT")])
-def test_catalogue_port_reaches_the_process(host: Any, service: str, env: str) -> None:
+@pytest.mark.parametrize(
+    ("service", "env", "field"),
+    [("inference-api", "PORT", "port"), ("frontend", "LISTEN_PORT", "port"), ("frontend", "TLS_PORT", "tls_port")],
+)
+def test_catalogue_port_reaches_the_process(host: Any, service: str, env: str, field: str) -> None:
     doc = inspect(host, ENABLED[service]["container_name"])
-    assert f"{env}={ENABLED[service]['port']}" in doc["Config"]["Env"]
+    assert f"{env}={ENABLED[service][field]}" in doc["Config"]["Env"]
 
 
 def test_compose_file_is_valid_and_not_world_readable(host: Any) -> None:
