@@ -142,3 +142,13 @@ def test_rollback_on_demand_returns_to_the_previous_release(host: Any, record: d
     assert seen["failed"] == 0, seen
     assert served_version(host) == SHIPPED
     assert (state(host)["live"], state(host)["previous"]) == (SHIPPED, "1.1.0")
+
+
+def test_check_mode_says_what_would_roll_and_changes_nothing(host: Any) -> None:
+    container = ENABLED["inference-api"]["container_name"]
+    before = host.check_output(f"docker inspect --format '{{{{.Id}}}}' {container}")
+    rc, out = rollout("--check", "-e", "mlops_model_version=1.1.0")
+    assert rc == 0, out[-4000:]
+    assert "Would roll inference-api over to breast-cancer-lr 1.1.0" in " ".join(out.split()), out[-4000:]
+    assert host.check_output(f"docker inspect --format '{{{{.Id}}}}' {container}") == before
+    assert served_version(host) == SHIPPED
