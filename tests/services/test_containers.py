@@ -287,10 +287,18 @@ def test_api_with_two_workers_counts_every_request_once(dock: Docker, record: di
     """WEB_CONCURRENCY=2: two uvicorn workers; /metrics (from either) adds up both."""
     api = dock.run("mlops/inference-api:1.0.0", *API_RUN, "-e", "WEB_CONCURRENCY=2", ports=(8000,))
     wait_for(api.url(8000, "/ready"), timeout=90)
+
+    def started() -> int:
+        return sum('"event":"started"' in line for line in api.logs().splitlines())
+
+    # /ready answers once one worker is up; the other may still be loading its model (a busy
+    # machine): wait for both, so that both can take requests.
+    deadline = time.monotonic() + 120
+    while started() < 2 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert started() == 2, api.logs()
     for _ in range(30):
         assert http(api.url(8000, "/predict"), json.dumps(record).encode(), JSON)[0] == 200
-    workers = [line for line in api.logs().splitlines() if '"event":"started"' in line]
-    assert len(workers) == 2, api.logs()
     ok = 'inference_http_requests_total{method="POST",path="/predict",status="200"} 30.0'
     for _ in range(6):  # whichever worker answers, the sums are the same
         text = http(api.url(8000, "/metrics"))[2].decode()
