@@ -7,8 +7,9 @@ new version started to answer. Standard library only, so it runs on any test hos
 Requests are single-record predictions, sent at a fixed rate by a few threads, each on a new
 connection (what a fleet of browsers and scripts does). A request fails when it gets no
 answer, an answer other than 200, or a body that is not a prediction. Prints one JSON object:
-sent, ok, failed (with the first errors), the rate reached, and per model version the count
-and the time of its first and last answer (seconds since the start).
+sent, ok, failed (with the first errors), the rate reached, per model version the count and
+the time of its first and last answer, and the times the answering version changed (seconds
+since the start).
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ class Load:
         self.sent = self.ok = self.failed = 0
         self.errors: list[str] = []
         self.versions: dict[str, dict[str, Any]] = {}
+        # [seconds, version] each time the answering version changes (in completion order).
+        self.switches: list[list[Any]] = []
         self.start = time.monotonic()
 
     def _claim(self) -> float | None:
@@ -84,6 +87,8 @@ class Load:
                     seen["count"] += 1
                     seen["first_s"] = min(seen["first_s"], at)
                     seen["last_s"] = max(seen["last_s"], at)
+                    if not self.switches or self.switches[-1][1] != what:
+                        self.switches.append([at, what])
                 else:
                     self.failed += 1
                     if len(self.errors) < 10:
@@ -104,6 +109,7 @@ class Load:
             "seconds": round(elapsed, 1),
             "rate": round(self.sent / elapsed, 1) if elapsed else 0.0,
             "versions": self.versions,
+            "switches": self.switches,
         }
 
 

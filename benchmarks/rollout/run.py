@@ -3,13 +3,14 @@ rollback after it, under one bounded load through the frontend (HTTPS, API key),
 from each command to the new version answering, and the bytes a model-only update ships.
 
     bash scripts/local-edge.sh                 # the local edge host, converged
-    python benchmarks/rollout/run.py [--requests 12000] [--rate 50]
+    python benchmarks/rollout/run.py [--rate 50] [--threads 32]
 
 The load (benchmarks/rollout/load.py) runs on the controller against the host's published
-HTTPS port; while it runs, playbooks/model-rollout.yml ships release 1.1.0 (derived from
-the shipped 1.0.0 by services/inference-api/training/release.py: another version, the same
-answers) and playbooks/model-rollback.yml returns to 1.0.0. Writes
-benchmarks/RESULTS-rollout.md and prints the same.
+HTTPS port from before the rollout until 10 s after the rollback. Meanwhile
+playbooks/model-rollout.yml ships release 1.1.0 (derived from the shipped 1.0.0 by
+services/inference-api/training/release.py: another version, the same answers) and
+playbooks/model-rollback.yml returns to 1.0.0. Writes benchmarks/RESULTS-rollout.md and
+prints the same.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def playbook(name: str, *extra: str) -> tuple[float, float, str]:
     run = subprocess.run(
         ["ansible-playbook", "-i", "inventories/local", f"playbooks/{name}", *extra],
         cwd=ROOT, capture_output=True, text=True, check=False,
-        env={**os.environ, "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.default", "ANSIBLE_CALLBACKS_ENABLED": ""},
+        env={**os.environ, "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.default"},
     )  # fmt: skip
     if run.returncode != 0:
         sys.exit(f"{name} failed:\n{run.stdout[-4000:]}\n{run.stderr[-2000:]}")
@@ -44,7 +45,7 @@ def playbook(name: str, *extra: str) -> tuple[float, float, str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=12000)
+    parser.add_argument("--threads", type=int, default=32)
     parser.add_argument("--rate", type=float, default=50.0)
     parser.add_argument("--port", type=int, default=int(os.environ.get("MLOPS_LOCAL_HTTPS_PORT", "8443")))
     args = parser.parse_args()
@@ -63,11 +64,12 @@ def main() -> None:
     record.write_text(json.dumps({f["name"]: f["median"] for f in model["features"]}))
     shipped_bytes = sum(p.stat().st_size for p in (releases / "breast-cancer-lr-1.1.0").iterdir())
 
+    stop = WORK / "stop"
     load_start = time.monotonic()
     load = subprocess.Popen(
         [sys.executable, str(ROOT / "benchmarks/rollout/load.py"), "--url", f"https://localhost:{args.port}",
          "--cacert", str(PKI / "ca.crt"), "--api-key-file", str(PKI / "api-key-site"), "--rate", str(args.rate),
-         "--requests", str(args.requests), "--record", str(record)],
+         "--threads", str(args.threads), "--stop-file", str(stop), "--record", str(record)],
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     time.sleep(10)
@@ -75,13 +77,18 @@ def main() -> None:
     out_start, out_s, _ = playbook("model-rollout.yml", "-e", source, "-e", "mlops_model_version=1.1.0")
     time.sleep(10)
     back_start, back_s, _ = playbook("model-rollback.yml", "-e", source)
-    stdout, _ = load.communicate(timeout=3600)
+    time.sleep(10)
+    stop.touch()
+    stdout, _ = load.communicate(timeout=600)
     summary = json.loads(stdout.strip().splitlines()[-1])
 
-    versions = summary["versions"]
-    to_new = versions.get("1.1.0", {}).get("first_s", float("nan")) - (out_start - load_start)
-    # After the rollback 1.0.0 answers again: its last stretch starts after 1.1.0's last answer.
-    to_old = versions.get("1.1.0", {}).get("last_s", float("nan")) - (back_start - load_start)
+    versions, switches = summary["versions"], summary["switches"]
+    nan = float("nan")
+    # The first answer of each version after its command started.
+    to_new = next((t for t, v in switches if v == "1.1.0"), nan) - (out_start - load_start)
+    to_old = next((t for t, v in switches if v == "1.0.0" and t > back_start - load_start), nan) - (
+        back_start - load_start
+    )
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     machine = f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
     sent = f"{summary['sent']} at {summary['rate']}/s"
@@ -98,7 +105,9 @@ through the frontend's HTTPS port at {args.rate:g} requests/s, each on a new con
 | `model-rollback.yml`: command to 1.0.0 answering again | reported | {to_old:.1f} s (the command took {back_s:.1f} s) |
 | bytes a model-only update ships (release 1.1.0: manifest, model, no image) | reported | {shipped_bytes:,} bytes |
 
-Answers by version: {json.dumps(versions)}
+Answers by version: {json.dumps(versions)}; the answering version changed at {json.dumps(switches)}
+(seconds since the load started; the rollout command started at {out_start - load_start:.1f} s,
+the rollback at {back_start - load_start:.1f} s).
 """
     (ROOT / "benchmarks/RESULTS-rollout.md").write_text(report)
     print(report)
