@@ -53,9 +53,13 @@ def test_the_converge_variables_reached_the_manifests(host: Any) -> None:
     assert "--storage.tsdb.retention.time=21d" in args
     image = deployments["inference-api"]["spec"]["template"]["spec"]["containers"][0]["image"]
     assert image == "mlops/inference-api@sha256:" + "1" * 64
-    (secret,) = load(host, "mlops-03-secrets.yaml")
-    assert secret["metadata"]["name"] == "grafana-admin-password"
-    assert base64.b64decode(secret["data"]["value"]).decode() == "molecule-Grafana-s3cret"
+    secrets = {s["metadata"]["name"]: s for s in load(host, "mlops-03-secrets.yaml")}
+    assert sorted(secrets) == ["api-keys", "grafana-admin-password"]
+    assert base64.b64decode(secrets["grafana-admin-password"]["data"]["value"]).decode() == "molecule-Grafana-s3cret"
+    # The API keys reach the cluster as hashes: one `name:sha256` line per key.
+    (line,) = base64.b64decode(secrets["api-keys"]["data"]["value"]).decode().splitlines()
+    name, digest = line.split(":")
+    assert name == "site" and len(digest) == 64
 
 
 def test_nothing_was_written_outside_the_auto_deploy_directory(host: Any) -> None:
