@@ -58,6 +58,8 @@ def frontend() -> str:
 def site() -> requests.Session:
     """A client of the site: it trusts the site CA alone and holds the site's API key."""
     session = requests.Session()
+    # Not the environment's CA bundle: REQUESTS_CA_BUNDLE would win over session.verify.
+    session.trust_env = False
     session.verify = str(PKI_DIR / "ca.crt")
     session.headers["X-API-Key"] = (PKI_DIR / "api-key-site").read_text().strip()
     return session
