@@ -37,14 +37,11 @@ from conftest import (
     FRONTEND_DIR,
     FRONTEND_IMAGE,
     FRONTEND_RUN,
-    ROOT,
     Container,
     Docker,
     docker,
-    engine_answers,
     wait_for,
 )
-from mlops_testkit.docker import require_image
 
 pytestmark = pytest.mark.docker
 
@@ -215,22 +212,10 @@ def pki() -> Iterator[Pki]:
 
 
 @pytest.fixture(scope="session")
-def frontend_image() -> str:
-    """The frontend image rebuilt from services/frontend (seconds when unchanged), and the API
-    image the echo upstream runs in (any build of it will do)."""
-    if not engine_answers():
-        pytest.skip("no Docker engine answers on this machine (scripts/engine.sh docker)")
-    run = subprocess.run(
-        [str(ROOT / "scripts" / "build-images.sh"), "frontend"],
-        capture_output=True,
-        text=True,
-        timeout=1800,
-        check=False,
-    )
-    if run.returncode != 0:
-        pytest.fail(f"scripts/build-images.sh frontend failed:\n{run.stdout}\n{run.stderr}")
-    require_image(API_IMAGE, "scripts/build-images.sh inference-api")
-    return FRONTEND_IMAGE
+def frontend_image(images: dict[str, str]) -> str:
+    """The frontend image, built with the API image (the echo upstream runs in it) by the
+    services' shared `images` fixture (conftest.py)."""
+    return images["frontend"]
 
 
 @pytest.fixture
