@@ -150,3 +150,43 @@ def docker_inventory(path: Path, hosts: Sequence[str]) -> Path:
         yaml.safe_dump({"all": {"hosts": {h: {"ansible_connection": "community.docker.docker"} for h in hosts}}})
     )
     return path
+
+
+def address(name: str) -> str:
+    """The test host's address on Docker's default bridge (reachable from this machine)."""
+    out = subprocess.run(
+        ["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", name],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    if not out:
+        raise HostBootError(f"test host {name} has no address")
+    return out[0]
+
+
+def ssh_inventory(path: Path, hosts: Sequence[str], key: Path, group: str = "all") -> Path:
+    """Write an inventory reaching these hosts over SSH as root with KEY (an ed25519 pair made
+    here if missing), the way a site's controller reaches its hosts: the public key is
+    authorized on each host and sshd started. Returns the inventory's path."""
+    if not key.exists():
+        key.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "mlops-testhost", "-f", str(key)], check=True
+        )
+    public = key.with_name(key.name + ".pub").read_text().strip()
+    entries: dict[str, dict[str, Any]] = {}
+    for name in hosts:
+        docker_exec(
+            name,
+            f"install -d -m 0700 /root/.ssh && echo '{public}' > /root/.ssh/authorized_keys"
+            " && chmod 0600 /root/.ssh/authorized_keys && systemctl start ssh",
+        )
+        entries[name] = {
+            "ansible_host": address(name),
+            "ansible_user": "root",
+            "ansible_ssh_private_key_file": str(key),
+            "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
+            "ansible_python_interpreter": "/usr/bin/python3",
+        }
+    inventory = {"all": {"children": {group: {"hosts": entries}}}} if group != "all" else {"all": {"hosts": entries}}
+    path.write_text(yaml.safe_dump(inventory))
+    return path
