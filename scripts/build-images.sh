@@ -123,11 +123,13 @@ if [ "${1:-}" = --relock ]; then
 fi
 
 # name | image tag | context | Dockerfile (relative to the context). The context is services/
-# for all three: their build stages share services/slim-root.sh.
+# for all of them: their build stages share services/slim-root.sh.
 IMAGES=(
   "inference-api|mlops/inference-api:1.0.0|services|inference-api/Dockerfile.inference"
   "frontend|mlops/frontend:1.0.0|services|frontend/Dockerfile.frontend"
   "prometheus|mlops/prometheus:2.53|services|prometheus/Dockerfile"
+  "alertmanager|mlops/alertmanager:0.28|services|alertmanager/Dockerfile"
+  "node-exporter|mlops/node-exporter:1.9|services|node-exporter/Dockerfile"
 )
 
 wanted=("$@")

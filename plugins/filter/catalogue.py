@@ -15,12 +15,16 @@ These filters are the only place where it is interpreted:
 ``mlops.infra.config_maps(containers, contents)``
     The ConfigMaps of the containers' configuration directories (Kubernetes rendering).
 
-``mlops.infra.container_specs(enabled, images, delivery, binds, exports)``
+``mlops.infra.container_specs(enabled, images, delivery, binds, exports, platform)``
     One container description per enabled service, in name order: image, user, port and
     the environment that carries the port to the process, command, configuration and
     secret mounts, volumes, limits, health probe. The Compose template (role edge_stack)
     and the Kubernetes templates (role k8s_topology) render these and nothing else, so no
-    template branches on a service's name: what differs per service is data here.
+    template branches on a service's name: what differs per service is data here. Given a
+    platform (edge or kubernetes), only the services that run there.
+
+``mlops.infra.on_platform(enabled, platform)``
+    The enabled services that run on a platform (edge or kubernetes): field `platforms`.
 
 Catalogue fields read here (all but the first block optional):
 
@@ -48,6 +52,18 @@ Catalogue fields read here (all but the first block optional):
                      healthcheck asks health_path, from what its image has
     kubernetes_api   true when the service talks to the Kubernetes API (token mounted)
     scrapes_metrics  true for the service that scrapes every metrics_path (network flows)
+    receives_alerts  true for the service Prometheus sends its alerts to (Alertmanager)
+    external_egress  true when the service sends to addresses outside the stack (Alertmanager's
+                     receivers): Kubernetes lets it reach any address outside the namespace
+    platforms        where the service runs: [edge, kubernetes] (the default) or one of them
+    port_flag        a flag of the process that takes its listen address: `<flag>=:<port>` is
+                     added to its command (for processes that read no environment variable)
+    host_paths       [{source, target}] host directories mounted read-only (edge hosts:
+                     node_exporter's /proc, /sys and textfile directory). A service with host
+                     paths runs on edge only: the restricted Pod Security profile of the
+                     Kubernetes namespace refuses hostPath volumes
+    extra_hosts      {name: address} names added to the container's /etc/hosts (edge hosts;
+                     `host-gateway` is the Docker host itself)
 
 Argument ``binds`` of container_specs adds a platform's own bind mounts, by service:
 [{source, target, env, environment}] (env gets the target path; environment is merged into
@@ -82,6 +98,7 @@ REQUIRED_FIELDS = (
 )
 REQUIRED_RESOURCES = ("cpu_request_millicores", "cpu_limit_millicores", "memory_request_mib", "memory_limit_mib")
 PROBES = ("python3", "promtool", "bash", "wget", "image")
+PLATFORMS = ("edge", "kubernetes")
 DIGEST = re.compile(r"^[^@\s]+@sha256:[0-9a-f]{64}$")
 DIGEST_SUFFIX = re.compile(r"@sha256:[0-9a-f]{64}$")
 TAGGED = re.compile(r"^[^@\s]+:[^/@:\s]+(@sha256:[0-9a-f]{64})?$")
@@ -126,6 +143,18 @@ def _names(value: Any) -> list[str]:
     if isinstance(value, str):
         return [value]
     return [str(v) for v in value]
+
+
+def _platforms(svc: Mapping[str, Any]) -> list[str]:
+    value = svc.get("platforms")
+    return list(PLATFORMS) if value is None else _names(value)
+
+
+def on_platform(enabled: Mapping[str, Any], platform: str) -> dict[str, Any]:
+    """The services of ``enabled`` that run on ``platform`` (edge or kubernetes), in name order."""
+    if platform not in PLATFORMS:
+        raise AnsibleFilterError(f"platform '{platform}' is not one of {', '.join(PLATFORMS)}")
+    return {name: svc for name, svc in sorted(enabled.items()) if platform in _platforms(svc)}
 
 
 def enabled_services(
@@ -211,6 +240,19 @@ def catalogue_errors(
         for cfg in svc.get("config") or []:
             if not {"name", "source", "target"} <= set(cfg):
                 errors.append(f"{where}.config: each entry needs name, source and target.")
+        platforms = _platforms(svc)
+        if not platforms or set(platforms) - set(PLATFORMS):
+            errors.append(f"{where}.platforms is {platforms}: a non-empty list of {', '.join(PLATFORMS)}.")
+        for path in svc.get("host_paths") or []:
+            source = str(path.get("source", ""))
+            # (Unrendered Jinja only in unit tests of the raw catalogue: Ansible renders it first.)
+            if not {"source", "target"} <= set(path) or not source.startswith(("/", "{{")):
+                errors.append(f"{where}.host_paths: each entry needs an absolute source and a target.")
+        if svc.get("host_paths") and "kubernetes" in platforms:
+            errors.append(
+                f"{where}.host_paths: a service that mounts host directories runs on edge hosts only "
+                "(platforms: [edge]); the restricted Pod Security profile refuses hostPath volumes."
+            )
     for port, users in sorted(ports.items()):
         if len(users) > 1:
             errors.append(f"mlops_services: port {port} is used by more than one enabled service: {users}.")
@@ -262,9 +304,13 @@ def container_specs(
     delivery: str = "registry",
     binds: Mapping[str, Any] | None = None,
     exports: Mapping[str, Any] | None = None,
+    platform: str | None = None,
 ) -> list[dict[str, Any]]:
-    """One container description per enabled service (see the module's docstring)."""
+    """One container description per enabled service (see the module's docstring); given a
+    platform, only the services that run there."""
     specs = []
+    if platform is not None:
+        enabled = on_platform(enabled, platform)
     for name, entry in sorted(enabled.items()):
         where = f"mlops_services.{name}"
         svc = dict(entry)
@@ -295,7 +341,8 @@ def container_specs(
         for var, target in sorted((svc.get("links") or {}).items()):
             if target in enabled:  # a link to a disabled service leaves the image's default
                 env[var] = f"http://{target}:{_as_int(enabled[target]['port'], f'mlops_services.{target}.port')}"
-        own_binds = [dict(b) for b in (binds or {}).get(name, [])]
+        own_binds = [{"source": p["source"], "target": p["target"]} for p in svc.get("host_paths") or []]
+        own_binds += [dict(b) for b in (binds or {}).get(name, [])]
         for bind in own_binds:
             if bind.get("env"):
                 env[bind["env"]] = bind["target"]
@@ -307,6 +354,9 @@ def container_specs(
             secrets.append({**secret, "target": target, "service": name})
         probe = svc.get("health_probe", "image")
         autoscale = svc.get("autoscale")
+        command = [str(a) for a in svc.get("command") or []]
+        if svc.get("port_flag"):
+            command.append(f"{svc['port_flag']}=:{port}")
         specs.append(
             {
                 "name": name,
@@ -319,7 +369,7 @@ def container_specs(
                 "gid": int(user.group(2)),
                 "read_only": _as_bool(svc["read_only"], f"{where}.read_only"),
                 "tmpfs": list(svc.get("tmpfs") or []),
-                "command": [str(a) for a in svc.get("command") or []],
+                "command": command,
                 "environment": dict(sorted(env.items())),
                 "config": [dict(c) for c in svc.get("config") or []],
                 "secrets": secrets,
@@ -337,8 +387,12 @@ def container_specs(
                 "depends_on": [d for d in _names(svc.get("depends_on")) if d in enabled],
                 "kubernetes_api": _as_bool(svc.get("kubernetes_api", False), f"{where}.kubernetes_api"),
                 "scrapes_metrics": _as_bool(svc.get("scrapes_metrics", False), f"{where}.scrapes_metrics"),
+                "receives_alerts": _as_bool(svc.get("receives_alerts", False), f"{where}.receives_alerts"),
+                "external_egress": _as_bool(svc.get("external_egress", False), f"{where}.external_egress"),
+                "platforms": _platforms(svc),
+                "extra_hosts": {str(k): str(v) for k, v in sorted((svc.get("extra_hosts") or {}).items())},
                 # What the container's configuration depends on: a change rolls its pods.
-                "fingerprint": json.dumps([env, svc.get("command") or []], sort_keys=True),
+                "fingerprint": json.dumps([env, command], sort_keys=True),
             }
         )
     return specs
@@ -381,6 +435,7 @@ class FilterModule:
             "catalogue_errors": catalogue_errors,
             "container_specs": container_specs,
             "config_maps": config_maps,
+            "on_platform": on_platform,
             "image_ref": image_ref,
             "healthcheck_test": healthcheck_test,
         }

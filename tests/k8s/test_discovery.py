@@ -184,7 +184,7 @@ def test_prometheus_discovers_one_target_per_pod_of_each_scraped_service(
     if rule == "old-endpoints-rule":
         config = old_rule(config, objects)
     jobs = [job["job_name"] for job in config["scrape_configs"]]
-    assert set(jobs) == {"inference-api", "prometheus", "grafana"}
+    assert set(jobs) == {"inference-api", "prometheus", "grafana", "alertmanager"}
     state = cluster_state(objects)
     expected = expected_targets(objects, state, jobs)
 

@@ -19,7 +19,8 @@ import yaml
 from k8s_rendering import ANSI, INVENTORIES, REPO, Rendering, mounted_files, run_render
 
 CATALOGUE = yaml.safe_load((REPO / "roles/mlops/defaults/main.yml").read_text())["mlops_services"]
-SERVICES = sorted(CATALOGUE)
+# The catalogue's services that run on Kubernetes (field `platforms`: node-exporter is edge-only).
+SERVICES = sorted(n for n, s in CATALOGUE.items() if "kubernetes" in s.get("platforms", ["edge", "kubernetes"]))
 DIGEST = re.compile(r"^[^@\s]+@sha256:[0-9a-f]{64}$")
 
 
@@ -76,8 +77,8 @@ def test_the_rendering_has_every_kind_of_object(prod: Rendering) -> None:
     assert kinds["NetworkPolicy"] == n + 2  # default deny, DNS, one per service
     # A configuration directory each: Prometheus's, Grafana's two, the model release the API serves.
     assert kinds["ConfigMap"] == 4
-    assert kinds["Secret"] == 2  # Grafana's admin password, the API keys' hashes
-    assert kinds["PersistentVolumeClaim"] == 2
+    assert kinds["Secret"] == 3  # Grafana's admin password, the API keys' hashes, Alertmanager's config
+    assert kinds["PersistentVolumeClaim"] == 3
     assert kinds["StorageClass"] == 1  # reclaimPolicy Retain, for the claims
     assert kinds["Role"] == 1 and kinds["RoleBinding"] == 1
 
@@ -312,6 +313,7 @@ def test_network_policies_deny_by_default_and_allow_only_the_topology(prod: Rend
         ("prometheus", "inference-api"),
         ("prometheus", "grafana"),
         ("prometheus", "prometheus"),
+        ("prometheus", "alertmanager"),
         ("grafana", "prometheus"),
     }
     for client in SERVICES:

@@ -66,7 +66,7 @@ def test_data_claims_use_a_storage_class_that_retains_their_volumes(prod: Render
     assert storage_class["volumeBindingMode"] == "WaitForFirstConsumer"
     claims = by_kind(objects, "PersistentVolumeClaim")
     wanted = {v["name"] for svc in CATALOGUE.values() for v in svc["volumes"]}
-    assert set(claims) == wanted == {"prometheus-data", "grafana-data"}
+    assert set(claims) == wanted == {"prometheus-data", "grafana-data", "alertmanager-data"}
     for name, claim in claims.items():
         assert claim["spec"]["storageClassName"] == "mlops-retain", name
         assert "volumeName" not in claim["spec"], name

@@ -37,6 +37,10 @@ class Render:
     def grafana(self) -> Path:
         return self.directory / "grafana"
 
+    @property
+    def alertmanager(self) -> Path:
+        return self.directory / "alertmanager"
+
     def computed(self) -> dict[str, Any]:
         return json.loads((self.directory / "computed.json").read_text())
 

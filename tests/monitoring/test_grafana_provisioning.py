@@ -22,6 +22,8 @@ DIGESTS = {
         "frontend": "mlops/frontend@sha256:" + "2" * 64,
         "prometheus": "mlops/prometheus@sha256:" + "3" * 64,
         "grafana": "docker.io/grafana/grafana-oss@sha256:" + "4" * 64,
+        "alertmanager": "mlops/alertmanager@sha256:" + "5" * 64,
+        "node-exporter": "mlops/node-exporter@sha256:" + "6" * 64,
     }
 }
 PRODUCTION = {"mlops_environment": "production", **DIGESTS}

@@ -136,7 +136,7 @@ def test_rules_and_targets_are_loaded(prometheus: tuple[Path, str, int, str]) ->
     while not (jobs := {t["labels"]["job"] for t in api(port, "/api/v1/targets")["activeTargets"]}):
         assert time.monotonic() < deadline, "no scrape target appeared"
         time.sleep(1)
-    assert jobs == {"inference-api", "prometheus", "grafana"}
+    assert jobs == {"inference-api", "prometheus", "grafana", "alertmanager", "node-exporter"}
 
 
 def test_image_healthcheck_command_works(prometheus: tuple[Path, str, int, str]) -> None:

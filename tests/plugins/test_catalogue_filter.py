@@ -21,7 +21,7 @@ DEFAULTS: dict[str, Any] = yaml.safe_load((ROOT / "roles/mlops/defaults/main.yml
 SERVICES: dict[str, Any] = DEFAULTS["mlops_services"]
 IMAGES: dict[str, str] = DEFAULTS["mlops_images"]
 DIGEST = "@sha256:" + "a" * 64
-# What roles prometheus, grafana and model_release export (their vars/main.yml), with literal values.
+# What roles prometheus, grafana, alertmanager and model_release export (their vars/main.yml), with literal values.
 EXPORTS = {
     "model_release": {
         "environment": {"MODEL_DIR": "/srv/mlops/models"},
@@ -37,6 +37,11 @@ EXPORTS = {
         "secrets": [{"name": "grafana-admin-password", "env": "GF_SECURITY_ADMIN_PASSWORD__FILE",
                      "source": "/etc/mlops/grafana/secrets/admin-password", "value_var": "grafana_admin_password"}],
     },
+    "alertmanager": {
+        "command": ["--config.file=/run/secrets/alertmanager-config", "--web.listen-address=:9093"],
+        "secrets": [{"name": "alertmanager-config", "env": "ALERTMANAGER_CONFIG_FILE",
+                     "source": "/etc/mlops/alertmanager/alertmanager.yml", "value_var": "alertmanager_config_content"}],
+    },
 }  # fmt: skip
 
 
@@ -46,7 +51,7 @@ def services() -> dict[str, Any]:
 
 def test_enabled_services_leave_out_disabled_ones_and_their_dependencies() -> None:
     enabled = catalogue.enabled_services(services(), ["inference-api"])
-    assert list(enabled) == ["frontend", "grafana", "prometheus"]
+    assert list(enabled) == ["alertmanager", "frontend", "grafana", "node-exporter", "prometheus"]
     assert enabled["frontend"]["depends_on"] == []
     assert enabled["grafana"]["depends_on"] == ["prometheus"]
 
@@ -83,6 +88,16 @@ def test_the_shipped_catalogue_has_no_error() -> None:
         ({"images": {"frontend": "mlops/frontend:1.0.0"}}, "mlops_images has no image for"),
         ({"environment": "production"}, "production refuses a tag without a digest"),
         ({"disabled": list(SERVICES)}, "leaves no service"),
+        ({"overrides": {"frontend": {"platforms": ["edge", "moon"]}}}, "mlops_services.frontend.platforms is"),
+        ({"overrides": {"frontend": {"platforms": []}}}, "mlops_services.frontend.platforms is"),
+        (
+            {"overrides": {"node-exporter": {"platforms": ["edge", "kubernetes"]}}},
+            "mlops_services.node-exporter.host_paths: a service that mounts host directories runs on edge hosts only",
+        ),
+        (
+            {"overrides": {"frontend": {"host_paths": [{"source": "proc", "target": "/p"}], "platforms": ["edge"]}}},
+            "needs an absolute source",
+        ),
     ],
 )
 def test_each_mistake_is_reported_naming_the_variable(change: dict[str, Any], message: str) -> None:
@@ -136,7 +151,7 @@ def test_owner_roles_supply_command_config_environment_and_secrets() -> None:
 def test_a_missing_owner_role_is_named() -> None:
     enabled = catalogue.enabled_services(services(), [])
     with pytest.raises(AnsibleFilterError, match="no grafana_service was given"):
-        catalogue.container_specs(enabled, IMAGES, exports={k: EXPORTS[k] for k in ("prometheus", "model_release")})
+        catalogue.container_specs(enabled, IMAGES, exports={k: v for k, v in EXPORTS.items() if k != "grafana"})
 
 
 def test_bundles_run_the_tag_and_registries_the_digest() -> None:
@@ -186,3 +201,51 @@ def test_a_string_boolean_from_the_command_line_is_understood() -> None:
     assert found["frontend"]["read_only"] is True
     with pytest.raises(AnsibleFilterError, match="read_only is 'maybe'"):
         specs(overrides={"frontend": {"read_only": "maybe"}})
+
+
+def test_platforms_choose_where_a_service_runs() -> None:
+    enabled = catalogue.enabled_services(services(), [])
+    assert "node-exporter" not in catalogue.on_platform(enabled, "kubernetes")
+    assert "node-exporter" in catalogue.on_platform(enabled, "edge")
+    assert set(catalogue.on_platform(enabled, "kubernetes")) == set(enabled) - {"node-exporter"}
+    edge = [s["name"] for s in catalogue.container_specs(enabled, IMAGES, exports=EXPORTS, platform="edge")]
+    k8s = [s["name"] for s in catalogue.container_specs(enabled, IMAGES, exports=EXPORTS, platform="kubernetes")]
+    everything = [s["name"] for s in catalogue.container_specs(enabled, IMAGES, exports=EXPORTS)]
+    assert edge == everything and k8s == [n for n in everything if n != "node-exporter"]
+    with pytest.raises(AnsibleFilterError, match="platform 'mars'"):
+        catalogue.on_platform(enabled, "mars")
+
+
+def test_node_exporter_reads_the_host_read_only_through_its_host_paths() -> None:
+    found = specs()["node-exporter"]
+    assert {b["source"]: b["target"] for b in found["binds"]} == {
+        "/proc": "/host/proc",
+        "/sys": "/host/sys",
+        "{{ mlops_textfile_dir }}": "/var/lib/node-exporter/textfile",
+    }
+    # Its listen address from the catalogue's port (port_flag): an override reaches the process.
+    assert found["command"][-1] == "--web.listen-address=:9100"
+    moved = specs(overrides={"node-exporter": {"port": 9101}})["node-exporter"]
+    assert moved["command"][-1] == "--web.listen-address=:9101"
+    assert "--path.procfs=/host/proc" in found["command"]
+    assert found["read_only"] is True and found["publish"] == "loopback"
+    # A user of its own: through the host's /proc it must not reach other containers' files.
+    others = {s["user"] for n, s in specs().items() if n != "node-exporter"}
+    assert found["user"] not in others and "65534" not in found["user"].split(":")
+    assert not any(b["source"] == "/" for b in found["binds"])
+
+
+def test_alertmanager_gets_its_configuration_as_a_secret_and_receives_alerts() -> None:
+    found = specs()
+    am = found["alertmanager"]
+    assert am["receives_alerts"] and am["external_egress"]
+    assert not any(s["receives_alerts"] for n, s in found.items() if n != "alertmanager")
+    assert am["secrets"][0]["target"] == "/run/secrets/alertmanager-config"
+    assert am["config"] == []  # never a ConfigMap: the file holds receiver credentials
+    assert am["command"] == EXPORTS["alertmanager"]["command"]
+
+
+def test_extra_hosts_reach_the_container_description() -> None:
+    found = specs(overrides={"alertmanager": {"extra_hosts": {"receiver.test": "host-gateway"}}})
+    assert found["alertmanager"]["extra_hosts"] == {"receiver.test": "host-gateway"}
+    assert specs()["frontend"]["extra_hosts"] == {}

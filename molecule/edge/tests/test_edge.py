@@ -152,13 +152,16 @@ def test_grafana_provisioning_files_are_in_place(host: Any) -> None:
     assert secret.mode & 0o227 == 0, f"admin password file mode {secret.mode:o}: writable, or readable by others"
 
 
+RUNNING = ["mlops-alertmanager", "mlops-frontend", "mlops-inference-api", "mlops-node-exporter", "mlops-prometheus"]
+
+
 def test_grafana_is_left_out_and_nothing_else(host: Any) -> None:
     names = host.check_output("docker ps --format '{{.Names}}'").split()
-    assert sorted(names) == ["mlops-frontend", "mlops-inference-api", "mlops-prometheus"]
+    assert sorted(names) == RUNNING
 
 
 def test_containers_run_as_non_root_with_nothing_extra(host: Any) -> None:
-    for name in ("mlops-frontend", "mlops-inference-api", "mlops-prometheus"):
+    for name in RUNNING:
         info = json.loads(host.check_output(f"docker inspect {name}"))[0]
         assert info["Config"]["User"] not in ("", "0", "root", "0:0"), name
         assert info["HostConfig"]["ReadonlyRootfs"] is True, name

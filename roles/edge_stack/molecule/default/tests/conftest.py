@@ -20,7 +20,8 @@ SCENARIO_VARS: dict[str, Any] = yaml.safe_load((Path(__file__).resolve().parents
     "provisioner"
 ]["inventory"]["group_vars"]["test_hosts"]
 OVERRIDES: dict[str, Any] = SCENARIO_VARS["mlops_service_overrides"]
-ENABLED = {k: {**v, **OVERRIDES.get(k, {})} for k, v in CATALOGUE["mlops_services"].items() if k != "grafana"}
+DISABLED: list[str] = SCENARIO_VARS["mlops_disabled_services"]
+ENABLED = {k: {**v, **OVERRIDES.get(k, {})} for k, v in CATALOGUE["mlops_services"].items() if k not in DISABLED}
 COMPOSE_FILE = "/etc/mlops/compose/compose.yml"
 # The site CA the scenario's run created on the controller, and the API key it generated.
 PKI_DIR = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "/nonexistent")) / "pki"

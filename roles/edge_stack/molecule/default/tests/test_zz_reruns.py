@@ -12,7 +12,17 @@ import subprocess
 from typing import Any
 
 import pytest
-from conftest import CATALOGUE, COMPOSE_FILE, ENABLED, OVERRIDES, changed, controller_image_ids, converge, inspect
+from conftest import (
+    CATALOGUE,
+    COMPOSE_FILE,
+    DISABLED,
+    ENABLED,
+    OVERRIDES,
+    changed,
+    controller_image_ids,
+    converge,
+    inspect,
+)
 
 MARKER = "/var/lib/docker/volumes/prometheus-data/_data/edge-stack-marker"
 
@@ -33,7 +43,7 @@ def snapshot(host: Any) -> tuple[str, dict[str, str]]:
 )
 def test_bad_input_fails_before_the_host_changes(host: Any, case: str, expected: str) -> None:
     extra = {
-        "unknown_disabled": ["-e", '{"mlops_disabled_services": ["grafana", "no-such-service"]}'],
+        "unknown_disabled": ["-e", json.dumps({"mlops_disabled_services": [*DISABLED, "no-such-service"]})],
         "port_clash": ["-e", json.dumps({"mlops_service_overrides": {**OVERRIDES, "frontend": {"port": 8001}}})],
         "production_tag": ["-e", '{"mlops_environment": "production", "mlops_image_delivery": "registry"}'],
     }[case]

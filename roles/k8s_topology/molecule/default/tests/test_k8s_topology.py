@@ -48,14 +48,19 @@ def test_the_converge_variables_reached_the_manifests(host: Any) -> None:
     deployments = {
         d["metadata"]["name"]: d for d in load(host, "mlops-01-deployment.yaml") if d["kind"] == "Deployment"
     }
-    assert set(deployments) == {"inference-api", "frontend", "prometheus", "grafana"}
+    # node-exporter is edge-only (catalogue `platforms`): no Deployment of it here.
+    assert set(deployments) == {"inference-api", "frontend", "prometheus", "grafana", "alertmanager"}
     args = deployments["prometheus"]["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--storage.tsdb.retention.time=21d" in args
     image = deployments["inference-api"]["spec"]["template"]["spec"]["containers"][0]["image"]
     assert image == "mlops/inference-api@sha256:" + "1" * 64
     secrets = {s["metadata"]["name"]: s for s in load(host, "mlops-03-secrets.yaml")}
-    assert sorted(secrets) == ["api-keys", "grafana-admin-password"]
+    assert sorted(secrets) == ["alertmanager-config", "api-keys", "grafana-admin-password"]
     assert base64.b64decode(secrets["grafana-admin-password"]["data"]["value"]).decode() == "molecule-Grafana-s3cret"
+    am_config = yaml.safe_load(base64.b64decode(secrets["alertmanager-config"]["data"]["value"]).decode())
+    assert am_config["receivers"][0]["webhook_configs"][0]["url"].endswith("token=molecule-Hook-t0ken")
+    # The token is in the Secret only (base64): no manifest carries it in clear.
+    assert host.run(f"grep -l molecule-Hook-t0ken {DIR}/*.yaml").stdout.split() == []
     # The API keys reach the cluster as hashes: one `name:sha256` line per key.
     (line,) = base64.b64decode(secrets["api-keys"]["data"]["value"]).decode().splitlines()
     name, digest = line.split(":")

@@ -40,7 +40,10 @@ def test_scrape_jobs_follow_the_catalogue(host: Any) -> None:
     config = yaml.safe_load(host.file(f"{CONFIG_DIR}/prometheus.yml").content_string)
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     # Every catalogue service with a metrics path; the frontend (nginx) exports none.
-    assert set(jobs) == {"inference-api", "prometheus", "grafana"}
+    assert set(jobs) == {"inference-api", "prometheus", "grafana", "alertmanager", "node-exporter"}
+    assert jobs["node-exporter"]["static_configs"][0]["targets"] == ["node-exporter:9100"]
+    # Alerts go to the catalogue's Alertmanager by its Compose service name.
+    assert config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == ["alertmanager:9093"]
     assert jobs["inference-api"]["static_configs"][0]["targets"] == ["inference-api:8000"]
     assert jobs["inference-api"]["metrics_path"] == "/metrics"
     assert config["rule_files"] == ["rules/mlops-alerts.yml"]

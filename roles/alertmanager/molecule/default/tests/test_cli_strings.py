@@ -1,0 +1,1 @@
+../../../../../tests/molecule/test_cli_strings.py
