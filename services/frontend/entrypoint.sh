@@ -17,6 +17,13 @@
 #                       TLS_PORT; 443 is left out of the URL)
 #   TLS_CLIENT_CA_FILE  PEM CA bundle of client certificates: nginx asks for one (optional)
 #                       and passes X-Client-Verify / X-Client-DN to the API
+#   TLS_CRL_FILE        PEM certificate revocation list of the site CA (default
+#                       /etc/mlops-frontend/tls/ca.crl when that file exists): served in DER,
+#                       as application/pkix-crl, on plain HTTP at /crl/site-ca.crl (the CRL
+#                       distribution point of the site's certificates; never redirected), and
+#                       with TLS_CLIENT_CA_FILE client certificates are checked against it
+#                       (nginx's ssl_crl: every CA of that bundle then needs its CRL in the
+#                       file, and an expired CRL fails every client certificate).
 #   EXPOSE_API_DOCS     1 serves /api/docs and /api/openapi.json through the frontend
 #                       (default 0: 404)
 #   EXPOSE_API_METRICS  1 serves /api/metrics through the frontend (default 0: 404)
@@ -25,7 +32,7 @@
 #   run (default)  render /tmp/nginx/nginx.conf, then run nginx in the foreground
 #   check          render into /tmp/nginx/nginx.conf.check (never the file a running nginx
 #                  uses), then `nginx -t` it
-#   reload         render again (environment + live upstream file) into a new file and
+#   reload         render again (environment, live upstream file, CRL) into a new file and
 #                  `nginx -t` it; only when it passes, put it in place and reload the running
 #                  nginx (graceful: old workers finish the requests in flight), then wait for
 #                  the new workers and print the upstream in use. Otherwise the running
@@ -49,6 +56,9 @@ TLS_KEY_FILE=${TLS_KEY_FILE:-}
 TLS_PORT=${TLS_PORT:-8443}
 TLS_PUBLIC_PORT=${TLS_PUBLIC_PORT:-$TLS_PORT}
 TLS_CLIENT_CA_FILE=${TLS_CLIENT_CA_FILE:-}
+TLS_CRL_FILE=${TLS_CRL_FILE:-}
+CRL_DEFAULT=/etc/mlops-frontend/tls/ca.crl
+CRL_DER=$CONF_DIR/site-ca.crl # what /crl/site-ca.crl serves: the CRL in DER
 EXPOSE_API_DOCS=${EXPOSE_API_DOCS:-0}
 EXPOSE_API_METRICS=${EXPOSE_API_METRICS:-0}
 
@@ -118,6 +128,28 @@ elif [ -n "$TLS_CLIENT_CA_FILE" ]; then
   die "TLS_CLIENT_CA_FILE is set without TLS_CERT_FILE and TLS_KEY_FILE: client certificates need HTTPS"
 fi
 
+# The site CA's CRL: named, or the file Ansible delivers beside ca.crt when it is there.
+crl_from=TLS_CRL_FILE
+if [ -z "$TLS_CRL_FILE" ] && [ -f "$CRL_DEFAULT" ]; then
+  TLS_CRL_FILE=$CRL_DEFAULT
+  crl_from=default
+fi
+if [ -n "$TLS_CRL_FILE" ]; then
+  check_file TLS_CRL_FILE "$TLS_CRL_FILE"
+  [ "$(grep -c -e '^-----BEGIN X509 CRL-----' "$TLS_CRL_FILE" || true)" = 1 ] &&
+    [ "$(grep -c -e '^-----END X509 CRL-----' "$TLS_CRL_FILE" || true)" = 1 ] ||
+    die "TLS_CRL_FILE=$TLS_CRL_FILE ($crl_from) must hold one PEM CRL (-----BEGIN X509 CRL-----)"
+  flags="$flags CRL"
+fi
+# crl_der FILE: the PEM CRL decoded to DER into FILE (RFC 5280: an HTTP distribution point
+# serves DER).
+crl_der() {
+  [ -n "$TLS_CRL_FILE" ] || return 0
+  sed -n '/^-----BEGIN X509 CRL-----/,/^-----END X509 CRL-----/{/^-----/d;p;}' "$TLS_CRL_FILE" |
+    base64 -d >"$1" 2>/dev/null && [ -s "$1" ] ||
+    die "TLS_CRL_FILE=$TLS_CRL_FILE ($crl_from) is not a PEM CRL: its base64 does not decode"
+}
+
 # The live upstream file (a host directory mounted read-only at /etc/mlops-frontend/live)
 # wins over API_UPSTREAM: a rollout writes it, then runs `reload`.
 upstream_from=API_UPSTREAM
@@ -157,6 +189,7 @@ render() {
   R_API_UPSTREAM=$API_UPSTREAM R_RESOLVERS=$RESOLVERS R_WORKERS=$NGINX_WORKERS \
     R_LISTEN_PORT=$LISTEN_PORT R_TLS_PORT=$TLS_PORT R_TLS_REDIRECT_PORT=$redirect_port \
     R_TLS_CERT_FILE=$TLS_CERT_FILE R_TLS_KEY_FILE=$TLS_KEY_FILE R_TLS_CLIENT_CA_FILE=$TLS_CLIENT_CA_FILE \
+    R_TLS_CRL_FILE=$TLS_CRL_FILE R_CRL_DER_FILE=$CRL_DER \
     awk -v flags=" $flags " '
       function expand(s,   out, i, j, name) {
         out = ""
@@ -195,17 +228,22 @@ describe() {
   metrics=404
   case " $flags " in *" DOCS "*) docs=proxied ;; esac
   case " $flags " in *" METRICS "*) metrics=proxied ;; esac
-  echo "frontend: $mode, /api/ -> $API_UPSTREAM (from $upstream_from; resolver $RESOLVERS), /api/docs $docs, /api/metrics $metrics"
+  crl="no CRL"
+  [ -z "$TLS_CRL_FILE" ] || crl="/crl/site-ca.crl from $TLS_CRL_FILE"
+  echo "frontend: $mode, /api/ -> $API_UPSTREAM (from $upstream_from; resolver $RESOLVERS), /api/docs $docs, /api/metrics $metrics, $crl"
 }
 
 mkdir -p "$CONF_DIR"
 
 if [ "$cmd" = check ]; then
+  crl_der "$CRL_DER.check"
+  rm -f "$CRL_DER.check"
   render "$CONF.check"
   describe >&2
   exec nginx -e stderr -c "$CONF.check" -t
 fi
 if [ "$cmd" = run ]; then
+  crl_der "$CRL_DER"
   render "$CONF"
   describe >&2
   exec nginx -e stderr -c "$CONF" -g 'daemon off;'
@@ -227,18 +265,21 @@ if ! mkdir "$lock" 2>/dev/null; then
   mkdir "$lock" || fail "cannot take the reload lock $lock"
 fi
 echo $$ >"$lock/pid"
-trap 'rm -rf "$lock" "$CONF.new" "$CONF.test"' EXIT
+trap 'rm -rf "$lock" "$CONF.new" "$CONF.test" "$CRL_DER.new"' EXIT
 
 master=$(cat "$PID_FILE" 2>/dev/null || true)
 if [ -z "$master" ] || ! kill -0 "$master" 2>/dev/null; then
   fail "no nginx runs in this container (no live master in $PID_FILE): nothing to reload"
 fi
 
+crl_der "$CRL_DER.new"
 render "$CONF.new"
 if ! nginx -e stderr -c "$CONF.new" -t 2>"$CONF.test"; then
   cat "$CONF.test" >&2
   fail "nginx -t refuses the new configuration: the running one is left untouched (/api/ -> $(running_upstream))"
 fi
+# The CRL nginx -t accepted (ssl_crl) is the one /crl/site-ca.crl serves from now on.
+if [ -n "$TLS_CRL_FILE" ]; then mv -f "$CRL_DER.new" "$CRL_DER"; fi
 
 before=" $(children "$master" | tr '\n' ' ') "
 cp "$CONF" "$CONF.prev"

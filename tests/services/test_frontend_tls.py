@@ -2,7 +2,9 @@
 the live upstream switch, run hardened as the catalogue runs it, on 127.0.0.1 ports.
 
 The certificates are a throwaway CA made here with `cryptography` (a server certificate for
-127.0.0.1/localhost, a client certificate, and a client certificate of another CA). The
+127.0.0.1/localhost that names the CA's CRL as roles/mlops/tasks/pki.yml has it, a client
+certificate, a revoked one, and a client certificate of another CA), with the CA's CRL as
+ca.crl beside ca.crt, where Ansible puts it. The
 upstream is a small echo server in the API image's Python that answers with its name, the
 path it received and every header it was sent: what the API would see. testssl.sh (Debian's
 `testssl.sh` package) scans the HTTPS port; its JSON report goes to artifacts/.
@@ -10,6 +12,7 @@ path it received and every header it was sent: what the API would see. testssl.s
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import http.client
 import ipaddress
@@ -48,6 +51,9 @@ pytestmark = pytest.mark.docker
 TLS_DIR = "/etc/mlops-frontend/tls"  # where Ansible mounts the certificate material
 LIVE_DIR = "/etc/mlops-frontend/live"  # where Ansible mounts the live upstream directory
 HSTS = "max-age=63072000"
+CRL_PATH = "/crl/site-ca.crl"  # where the frontend serves the site CA's CRL
+# The CRL distribution point the test server certificate names (pki.yml: the host's frontend).
+CDP_URL = f"http://127.0.0.1:8080{CRL_PATH}"
 # The headers every response carries, from the one file both servers include.
 SECURITY_HEADERS = [
     line.split()[1].lower()
@@ -98,13 +104,16 @@ class Pki:
     rogue_cert: Path  # a client certificate of another CA
     rogue_key: Path
     ca_pair: tuple[Any, Any]  # the CA's certificate and key, to sign renewed server certificates
+    crl: Path  # the site CA's CRL (PEM), revoking revoked_cert
+    revoked_cert: Path  # a client certificate of the site CA, on its CRL
+    revoked_serial: int
 
     def container_path(self, path: Path) -> str:
         return f"{TLS_DIR}/{path.name}"
 
 
 def _issue(
-    cn: str, issuer: tuple[Any, Any] | None, *, ca: bool = False, usage: str = "", days: int = 365
+    cn: str, issuer: tuple[Any, Any] | None, *, ca: bool = False, usage: str = "", days: int = 365, cdp: str = ""
 ) -> tuple[Any, Any]:
     """(certificate, key): self-signed when issuer is None, else signed by issuer=(cert, key)."""
     from cryptography import x509
@@ -151,7 +160,29 @@ def _issue(
     if usage == "server":
         san = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
         builder = builder.add_extension(x509.SubjectAlternativeName(san), critical=False)
+    if cdp:
+        point = x509.DistributionPoint([x509.UniformResourceIdentifier(cdp)], None, None, None)
+        builder = builder.add_extension(x509.CRLDistributionPoints([point]), critical=False)
     return builder.sign(issuer_key, hashes.SHA256()), key
+
+
+def write_crl(path: Path, ca: tuple[Any, Any], revoked: list[int], *, days: int = 30) -> None:
+    """The CA's CRL revoking `revoked` (serial numbers), PEM, as pki.yml signs it."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+
+    now = datetime.datetime.now(datetime.UTC)
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ca[0].subject)
+        .last_update(now - datetime.timedelta(minutes=5))
+        .next_update(now + datetime.timedelta(days=days))
+    )
+    for serial in revoked:
+        entry = x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(now).build()
+        builder = builder.add_revoked_certificate(entry)
+    path.write_bytes(builder.sign(ca[1], hashes.SHA256()).public_bytes(serialization.Encoding.PEM))
+    path.chmod(0o644)
 
 
 def _write(path: Path, cert: Any, key: Any | None = None) -> None:
@@ -177,7 +208,7 @@ def _write(path: Path, cert: Any, key: Any | None = None) -> None:
 
 def renew_server_certificate(pki: Pki) -> str:
     """A new server certificate (and key) in place of pki.cert; its serial, in hex."""
-    cert, key = _issue("localhost", pki.ca_pair, usage="server")
+    cert, key = _issue("localhost", pki.ca_pair, usage="server", cdp=CDP_URL)
     _write(pki.cert, cert, key)
     return f"{cert.serial_number:X}"
 
@@ -190,9 +221,12 @@ def pki() -> Iterator[Pki]:
         ca = _issue("mlops test site CA", None, ca=True)
         rogue_ca = _issue("someone else's CA", None, ca=True)
         _write(root / "ca.crt", ca[0])
-        _write(root / "tls.crt", *_issue("localhost", ca, usage="server"))
+        _write(root / "tls.crt", *_issue("localhost", ca, usage="server", cdp=CDP_URL))
         _write(root / "client.crt", *_issue("test-client", ca, usage="client"))
         _write(root / "rogue.crt", *_issue("test-client", rogue_ca, usage="client"))
+        revoked = _issue("revoked-client", ca, usage="client")
+        _write(root / "revoked.crt", *revoked)
+        write_crl(root / "ca.crl", ca, [revoked[0].serial_number])
         yield Pki(
             root,
             root / "ca.crt",
@@ -203,6 +237,9 @@ def pki() -> Iterator[Pki]:
             root / "rogue.crt",
             root / "rogue.key",
             ca,
+            root / "ca.crl",
+            root / "revoked.crt",
+            revoked[0].serial_number,
         )
     finally:
         shutil.rmtree(root, ignore_errors=True)
@@ -429,6 +466,8 @@ def test_the_tls_settings_are_checked_before_nginx_starts(frontend_image: str, p
     ok = check("-e", cert, "-e", key, "-e", ca)
     assert ok.returncode == 0 and "test is successful" in ok.stderr, ok.stderr
     assert "HTTPS on port 8443" in ok.stderr
+    # The CRL beside ca.crt is taken without being named (that is where Ansible puts it).
+    assert f"{CRL_PATH} from {TLS_DIR}/ca.crl" in ok.stderr, ok.stderr
 
     for options, words in (
         (("-e", cert), ("TLS_CERT_FILE", "TLS_KEY_FILE")),
@@ -440,6 +479,9 @@ def test_the_tls_settings_are_checked_before_nginx_starts(frontend_image: str, p
         (("-e", "EXPOSE_API_DOCS=maybe"), ("EXPOSE_API_DOCS",)),
         (("-e", "EXPOSE_API_METRICS=2"), ("EXPOSE_API_METRICS",)),
         (("-e", "API_UPSTREAM=http://api:99999"), ("API_UPSTREAM",)),
+        # A CRL that is named must be there, and be one.
+        (("-e", cert, "-e", key, "-e", f"TLS_CRL_FILE={TLS_DIR}/missing.crl"), ("TLS_CRL_FILE", "missing.crl")),
+        (("-e", cert, "-e", key, "-e", f"TLS_CRL_FILE={pki.container_path(pki.ca)}"), ("TLS_CRL_FILE", "PEM CRL")),
     ):
         run = check(*options)
         assert run.returncode == 2, (options, run.stderr)
@@ -508,11 +550,112 @@ def test_client_certificates_of_the_site_ca_are_verified_and_named(fdock: Docker
     seen = request(port, "/api/whoami", ctx=client_context(pki)).upstream()
     assert seen["headers"]["x-client-verify"] == ["NONE"] and "x-client-dn" not in seen["headers"], seen
 
-    # A certificate of another CA: nginx answers 400 itself, the API never sees the request.
+    # A certificate of another CA, or one of the site CA that its CRL revokes: nginx answers
+    # 400 itself, the API never sees the request.
     rogue = request(port, "/api/whoami", ctx=client_context(pki, cert=pki.rogue_cert))
     assert rogue.status == 400 and b"certificate" in rogue.body.lower(), rogue.body
+    revoked = request(port, "/api/whoami", ctx=client_context(pki, cert=pki.revoked_cert))
+    assert revoked.status == 400 and b"certificate" in revoked.body.lower(), revoked.body
     # The UI and /health need no certificate.
     assert request(port, "/", ctx=client_context(pki)).status == 200
+
+
+# ---------------------------------------------------------------- the site CA's CRL
+
+
+def check_crl(answer: Answer, pki: Pki, revoked: set[int]) -> Any:
+    """The answer is the site CA's CRL, in DER, signed by the CA, revoking exactly `revoked`."""
+    from cryptography import x509
+
+    assert answer.status == 200, (answer.status, answer.headers, answer.body[:200])
+    assert answer.headers["content-type"] == "application/pkix-crl", answer.headers
+    crl = x509.load_der_x509_crl(answer.body)  # DER, as RFC 5280 wants at an HTTP URI
+    assert crl.is_signature_valid(pki.ca_pair[0].public_key())
+    assert crl.issuer == pki.ca_pair[0].subject
+    assert {entry.serial_number for entry in crl} == revoked
+    assert crl.next_update_utc is not None and crl.next_update_utc > datetime.datetime.now(datetime.UTC)
+    return crl
+
+
+def test_the_site_ca_crl_is_served_on_plain_http_where_the_certificate_says(fdock: Docker, pki: Pki) -> None:
+    from cryptography import x509
+
+    # The CRL distribution point of the server certificate is this path on the plain port.
+    cert = x509.load_pem_x509_certificate(pki.cert.read_bytes())
+    (point,) = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+    assert point.full_name is not None and point.full_name[0].value == CDP_URL
+
+    fe = frontend(fdock, *tls_options(pki))
+    answer = request(fe.ports[8080], CRL_PATH)  # plain HTTP, not redirected to HTTPS
+    check_crl(answer, pki, {pki.revoked_serial})
+    assert "strict-transport-security" not in answer.headers
+    assert all(h in answer.headers for h in SECURITY_HEADERS), answer.headers
+    # What Ansible delivered, decoded from PEM: the same CRL, byte for byte.
+    from cryptography.hazmat.primitives import serialization
+
+    pem = x509.load_pem_x509_crl(pki.crl.read_bytes())
+    assert answer.body == pem.public_bytes(serialization.Encoding.DER)
+    # Everything else on plain HTTP is still redirected.
+    assert request(fe.ports[8080], "/crl/other.crl").status == 301
+
+    # Plain HTTP only (TLS ends before the frontend): served there too; without a CRL, none.
+    plain = frontend(fdock, "-v", f"{pki.dir}:{TLS_DIR}:ro")
+    check_crl(request(plain.ports[8080], CRL_PATH), pki, {pki.revoked_serial})
+    bare = frontend(fdock)
+    assert served_by_nginx_404(request(bare.ports[8080], CRL_PATH))
+
+
+def _own_copy(pki: Pki) -> Path:
+    """A copy of the PKI directory a test may change, keys readable by the container's user."""
+    root = Path(tempfile.mkdtemp(prefix="mlops-frontend-crl-"))
+    root.chmod(0o755)
+    for path in pki.dir.iterdir():
+        if path.is_file():
+            shutil.copy(path, root / path.name)
+            if path.suffix == ".key" and os.geteuid() == 0:
+                os.chown(root / path.name, 0, 101)
+    return root
+
+
+def test_a_reload_takes_a_new_crl_for_client_certificates_and_for_its_url(fdock: Docker, pki: Pki) -> None:
+    net = fdock.network()
+    echo(fdock, net, "a")
+    own = _own_copy(pki)
+    try:
+        write_crl(own / "ca.crl", pki.ca_pair, [])  # nothing revoked yet
+        fe = frontend(
+            fdock,
+            *("--network", net, "-e", "API_UPSTREAM=http://upstream-a:8000"),
+            *tls_options(dataclasses.replace(pki, dir=own), client_ca=True),
+        )
+        port = fe.ports[8443]
+        client = client_context(pki, cert=own / "revoked.crt")
+
+        def verdict() -> object:
+            answer = request(port, "/api/whoami", ctx=client)
+            return answer.status if answer.status != 200 else answer.upstream()["headers"]["x-client-verify"][0]
+
+        assert verdict() == "SUCCESS"
+        check_crl(request(fe.ports[8080], CRL_PATH), pki, set())
+
+        # The CA revokes it; Ansible writes the new ca.crl and runs the reload handler.
+        write_crl(own / "ca.crl", pki.ca_pair, [pki.revoked_serial])
+        run = reload(fe)
+        assert run.returncode == 0, run.stderr
+        assert verdict() == 400
+        check_crl(request(fe.ports[8080], CRL_PATH), pki, {pki.revoked_serial})
+        # The valid client certificate still passes.
+        ok = request(port, "/api/whoami", ctx=client_context(pki, cert=pki.client_cert)).upstream()
+        assert ok["headers"]["x-client-verify"] == ["SUCCESS"], ok
+
+        # A file that is no CRL: refused, the running configuration and the served CRL stay.
+        (own / "ca.crl").write_text("-----BEGIN X509 CRL-----\nnot base64 !\n-----END X509 CRL-----\n")
+        run = reload(fe)
+        assert run.returncode == 2 and "TLS_CRL_FILE" in run.stderr and "left untouched" in run.stderr, run.stderr
+        assert verdict() == 400
+        check_crl(request(fe.ports[8080], CRL_PATH), pki, {pki.revoked_serial})
+    finally:
+        shutil.rmtree(own, ignore_errors=True)
 
 
 # ---------------------------------------------------------------- API docs and metrics
@@ -708,15 +851,6 @@ def _served_serial(port: int) -> str:
 # ---------------------------------------------------------------- testssl.sh
 
 
-# Findings testssl.sh rates HIGH that are not about this configuration, each with its reason.
-# Anything else rated HIGH or CRITICAL fails the test.
-EXPECTED_HIGH = {
-    # The throwaway CA publishes neither a CRL nor an OCSP responder: a property of the test
-    # certificate. A site CA should publish one of them (or issue short-lived certificates).
-    "cert_revocation": "the test CA has no CRL or OCSP URI",
-}
-
-
 def find_testssl() -> str | None:
     return shutil.which("testssl") or shutil.which("testssl.sh")  # Debian installs it as `testssl`
 
@@ -758,30 +892,31 @@ def test_testssl_finds_nothing_rated_high_or_critical(fdock: Docker, pki: Pki) -
     counts = Counter(f["severity"] for f in findings)
     version = str(doc.get("version", "?")).split()[0]
 
-    allowed = dict(EXPECTED_HIGH)
     # Every TLS 1.2 suite offered is ECDHE + AEAD, in the server's order.
     pfs = by_id["PFS_ciphers"]["finding"].split()
     tls12 = [c for c in pfs if not c.startswith("TLS_")]
     assert tls12 and all(c.startswith("ECDHE-") and ("GCM" in c or "CHACHA20" in c) for c in tls12), pfs
 
+    # Any finding rated HIGH or CRITICAL fails the test: none is accepted.
     serious = [f for f in findings if f["severity"] in ("HIGH", "CRITICAL")]
-    unexpected = [f for f in serious if f["id"] not in allowed]
     summary = {
         "testssl": version,
         "target": f"mlops/frontend HTTPS (TLS_PORT) via 127.0.0.1:{port}",
         "counts": dict(sorted(counts.items())),
         "high_or_critical": [f"{f['severity']} {f['id']}: {f['finding']}" for f in serious],
-        "accepted": {k: v for k, v in allowed.items() if k in {f["id"] for f in serious}},
     }
     (ARTIFACTS / "testssl-frontend-summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(f"testssl.sh {version}: findings by severity {dict(sorted(counts.items()))}")
     for line in summary["high_or_critical"]:
-        print(f"  {line}  [accepted: {allowed.get(line.split()[1].rstrip(':'), 'NO')}]")
-    assert not unexpected, json.dumps(unexpected, indent=2)
+        print(f"  {line}")
+    assert not serious, json.dumps(serious, indent=2)
 
     # What the configuration promises, as testssl.sh saw it.
     for proto in ("SSLv2", "SSLv3", "TLS1", "TLS1_1"):
         assert by_id[proto]["finding"] == "not offered", by_id[proto]
     assert by_id["TLS1_2"]["finding"] == "offered" and by_id["TLS1_3"]["finding"].startswith("offered")
     assert by_id["cert_chain_of_trust"]["severity"] == "OK", by_id["cert_chain_of_trust"]
+    # Revocation: the certificate names the site CA's CRL (served by the frontend itself).
+    assert CDP_URL in by_id["cert_crlDistributionPoints"]["finding"], by_id["cert_crlDistributionPoints"]
+    assert "cert_revocation" not in by_id, by_id["cert_revocation"]
     assert by_id["HSTS_time"]["severity"] == "OK" and "63072000" in by_id["HSTS_time"]["finding"], by_id["HSTS_time"]

@@ -1,5 +1,5 @@
-"""Access to the converged stack: HTTPS with the site CA, API keys, nothing internal in public,
-secret files the containers alone may read, and no submitted value in any log."""
+"""Access to the converged stack: HTTPS with the site CA (and its CRL), API keys, nothing
+internal in public, secret files the containers alone may read, and no submitted value in any log."""
 
 from __future__ import annotations
 
@@ -33,6 +33,37 @@ def test_https_is_served_with_a_certificate_of_the_site_ca(host: Any) -> None:
     assert "strict-transport-security: max-age=" in headers.lower()
     # The controller's copy of the CA is the one on the host.
     assert host.file(HOST_CA).content_string.strip() == (PKI_DIR / "ca.crt").read_text().strip()
+
+
+def test_the_host_certificate_names_the_site_ca_crl_its_frontend_serves(host: Any) -> None:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.x509.oid import NameOID
+
+    # The certificate pki.yml issued names the CRL on this host's own frontend (plain HTTP, the
+    # catalogue's port as the scenario overrides it), by the host's first name (its CN here).
+    cert = x509.load_pem_x509_certificate(host.file("/etc/mlops/frontend/tls/tls.crt").content_string.encode())
+    name = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+    (point,) = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+    assert point.full_name is not None
+    url = point.full_name[0].value
+    path = "/crl/site-ca.crl"
+    assert url == f"http://{name}:{ENABLED['frontend']['port']}{path}"
+
+    # The CRL the controller signed reaches the host beside ca.crt ...
+    f = host.file("/etc/mlops/frontend/tls/ca.crl")
+    assert (f.user, f.mode) == ("root", 0o444)
+    signed = x509.load_pem_x509_crl((PKI_DIR / "ca.crl").read_bytes())
+    assert f.content_string.strip() == (PKI_DIR / "ca.crl").read_text().strip()
+    # ... and the frontend serves it, in DER, on plain HTTP (no redirect to HTTPS).
+    out = host.check_output(f"curl -sS -o /tmp/site-ca.crl -w '%{{http_code}} %{{content_type}}' {FRONTEND_HTTP}{path}")
+    assert out == "200 application/pkix-crl", out
+    served = x509.load_der_x509_crl(host.file("/tmp/site-ca.crl").content)
+    assert served.public_bytes(serialization.Encoding.DER) == signed.public_bytes(serialization.Encoding.DER)
+    ca = x509.load_pem_x509_certificate((PKI_DIR / "ca.crt").read_bytes())
+    assert served.issuer == ca.subject and served.is_signature_valid(ca.public_key())
+    # The host certificate is not on it.
+    assert served.get_revoked_certificate_by_serial_number(cert.serial_number) is None
 
 
 def test_old_tls_versions_are_refused(host: Any) -> None:
