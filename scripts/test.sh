@@ -5,7 +5,7 @@
 #   bash scripts/test.sh lint       linters only
 #   bash scripts/test.sh pytest     pytest suites only (tests/)
 #   bash scripts/test.sh molecule [scenario ...]
-#                                   Molecule scenarios (role names, or edge for molecule/edge)
+#                                   Molecule scenarios (role names, or edge and fleet for molecule/<name>)
 #
 # Setup (toolchain, Docker Engine, images) is done by scripts/engine.sh and
 # scripts/build-images.sh, which reuse what is already there.
@@ -17,8 +17,9 @@ export ANSIBLE_FORCE_COLOR=0 PY_COLORS=0 ANSIBLE_NOCOLOR=1 NO_COLOR=1
 LOGS=${MLOPS_TEST_LOGS:-$ROOT/artifacts/logs}
 mkdir -p "$LOGS"
 
-# The project-level end-to-end scenario first (the longest), then the role scenarios.
-ALL_SCENARIOS=(edge hardening k8s_topology edge_stack docker k3s model_release prometheus grafana)
+# The project-level scenarios (molecule/: the whole edge site, the fleet) and the role
+# scenarios, the longest first so that two lanes end close together.
+ALL_SCENARIOS=(edge hardening k8s_topology edge_stack fleet pull docker k3s model_release alertmanager prometheus grafana)
 # Scenarios run this many at a time: much of their time is apt downloads and waits, so two
 # at once finish sooner on two cores. Each has its own container names (MLOPS_MOLECULE_PREFIX).
 JOBS=${MLOPS_TEST_JOBS:-2}
@@ -57,8 +58,8 @@ pytest_suites() {
 
 molecule_scenario() {
   local scenario=$1 log="$LOGS/molecule-$1.log" rc
-  if [ "$scenario" = edge ]; then
-    (MLOPS_MOLECULE_PREFIX=ci molecule test -s edge) >"$log" 2>&1
+  if [ -d "molecule/$scenario" ]; then
+    (MLOPS_MOLECULE_PREFIX=ci molecule test -s "$scenario") >"$log" 2>&1
   else
     (cd "roles/$scenario" && MLOPS_MOLECULE_PREFIX="ci-$scenario" molecule test) >"$log" 2>&1
   fi

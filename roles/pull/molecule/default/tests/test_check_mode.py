@@ -1,0 +1,1 @@
+../../../../../tests/molecule/test_check_mode.py
