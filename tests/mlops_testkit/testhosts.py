@@ -28,6 +28,7 @@ from mlops_testkit import ROOT
 CONFIG = ROOT / ".config" / "molecule" / "config.yml"
 LABEL = "owner=mlops-testhost"
 BOOTED = ("running", "degraded")
+STARTING = ("", "offline")
 
 
 class HostBootError(RuntimeError):
@@ -81,8 +82,9 @@ def running(name: str) -> bool:
 def wait_for_boot(name: str, timeout: float = 120) -> str:
     """Wait until systemd in the container has finished booting; returns its state.
 
-    Right after `docker run`, systemd may not answer on its bus yet: ask again until it does,
-    up to `timeout` seconds (a deadline, not a count of tries: a loaded machine is slower).
+    Right after `docker run`, systemd may not answer on its bus yet (nothing, or `offline`
+    before PID 1 is systemd's manager): ask again until it does, up to `timeout` seconds (a
+    deadline, not a count of tries: a loaded machine is slower).
     """
     deadline = time.monotonic() + timeout
     state, error = "", ""
@@ -96,7 +98,7 @@ def wait_for_boot(name: str, timeout: float = 120) -> str:
         state, error = probe.stdout.strip(), probe.stderr.strip()
         if state in BOOTED:
             return state
-        if state or time.monotonic() > deadline:
+        if state not in STARTING or time.monotonic() > deadline:
             raise HostBootError(f"test host {name} did not boot: systemd says {state!r} {error}")
         time.sleep(1)
 
