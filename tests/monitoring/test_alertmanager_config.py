@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import Render, RenderFn
+from conftest import HERE, Render, RenderFn, run_playbook
 
 IMAGE = "mlops/alertmanager:0.28"
 TOKEN = "hook-T0ken-9c1e55"
@@ -67,8 +67,6 @@ def amtool(config: Path) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="module")
 def site_render(tmp_path_factory: pytest.TempPathFactory) -> Render:
-    from conftest import HERE, run_playbook
-
     directory = tmp_path_factory.mktemp("site-render")
     run = run_playbook(HERE / "render.yml", {"monitoring_render_dir": str(directory), **SITE}, args=["-vvv", "--diff"])
     assert run.returncode == 0, run.tail()
