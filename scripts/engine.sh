@@ -75,7 +75,8 @@ cmd_docker() {
     if [ -d /run/systemd/system ]; then
       systemctl start docker
     else
-      nohup dockerd >/var/log/mlops-dockerd.log 2>&1 &
+      # Its own session: the daemon outlives the shell (and process group) that started it.
+      setsid nohup dockerd >/var/log/mlops-dockerd.log 2>&1 </dev/null &
     fi
     for _ in $(seq 1 60); do engine_answers && break; sleep 1; done
     engine_answers || { echo "dockerd did not answer; see /var/log/mlops-dockerd.log" >&2; exit 1; }

@@ -53,7 +53,7 @@ lint() {
 }
 
 pytest_suites() {
-  python -m pytest -p no:cacheprovider tests/ roles/docker/tests --ignore=tests/molecule -ra
+  python -m pytest -p no:cacheprovider tests/ roles/docker/tests --ignore=tests/molecule -ra --durations=25
 }
 
 molecule_scenario() {
