@@ -1,4 +1,5 @@
-"""Fleet alert rules (roles/pull/files/mlops-fleet-rules.yml): promtool checks and unit tests.
+"""Fleet alert rules (roles/prometheus/templates/rules/mlops-fleet.yml.j2, rendered by the real
+role with its defaults): promtool checks and unit tests.
 
 Each alert has a case where it fires and a case where it stays silent. The series are the ones
 plugins/callback/run_metrics.py writes, with the labels node_exporter's scrape adds.
@@ -16,9 +17,9 @@ from typing import Any
 
 import pytest
 import yaml
+from conftest import Render, RenderFn
 from mlops_testkit import ROOT
 
-RULES = ROOT / "roles/pull/files/mlops-fleet-rules.yml"
 _spec = importlib.util.spec_from_file_location("run_metrics", ROOT / "plugins/callback/run_metrics.py")
 assert _spec and _spec.loader
 run_metrics = importlib.util.module_from_spec(_spec)
@@ -50,7 +51,7 @@ def unfinished(mode: str) -> dict[str, Any]:
     return fired(
         "critical",
         "Ansible run started but never finished",
-        f"A {mode} run started on edge-1:9100 more than an hour ago and never recorded its end: it failed on"
+        f"A {mode} run started on edge-1:9100 more than 1 h ago and never recorded its end: it failed on"
         " that host (pushed runs record the end only for hosts that reach the last play), lost the host, or was"
         " killed.",
         mode=mode,
@@ -143,8 +144,8 @@ TESTS: list[dict[str, Any]] = [
                 "25h",
                 fired(
                     "warning",
-                    "Host not converged for a day",
-                    "No push or pull run has succeeded on edge-1:9100 for more than a day (last success"
+                    "Host not converged for 24 h",
+                    "No push or pull run has succeeded on edge-1:9100 for more than 24 h (last success"
                     " 1d 0h 50m 0s ago).",
                 ),
             ),
@@ -159,22 +160,28 @@ TESTS: list[dict[str, Any]] = [
 ]
 
 
+@pytest.fixture(scope="module")
+def rules(default_render: Render) -> Path:
+    """The fleet rules as the prometheus role renders them with its defaults (edge: node-exporter)."""
+    return default_render.prometheus / "rules" / "mlops-fleet.yml"
+
+
 @pytest.fixture
-def rules_dir(tmp_path: Path) -> Path:
-    shutil.copy(RULES, tmp_path / "mlops-fleet-rules.yml")
+def rules_dir(tmp_path: Path, rules: Path) -> Path:
+    shutil.copy(rules, tmp_path / "mlops-fleet.yml")
     (tmp_path / "fleet_test.yml").write_text(
-        yaml.safe_dump({"rule_files": ["mlops-fleet-rules.yml"], "evaluation_interval": "1m", "tests": TESTS})
+        yaml.safe_dump({"rule_files": ["mlops-fleet.yml"], "evaluation_interval": "1m", "tests": TESTS})
     )
     return tmp_path
 
 
-def alerts() -> set[str]:
-    doc = yaml.safe_load(RULES.read_text())
+def alerts(rules: Path) -> set[str]:
+    doc = yaml.safe_load(rules.read_text())
     return {rule["alert"] for group in doc["groups"] for rule in group["rules"]}
 
 
-def test_the_rules_pass_promtool_check(promtool: str) -> None:
-    run = subprocess.run([promtool, "check", "rules", str(RULES)], capture_output=True, text=True, check=False)
+def test_the_rules_pass_promtool_check(promtool: str, rules: Path) -> None:
+    run = subprocess.run([promtool, "check", "rules", str(rules)], capture_output=True, text=True, check=False)
     assert run.returncode == 0, run.stdout + run.stderr
 
 
@@ -187,15 +194,42 @@ def test_promtool_unit_tests_pass(promtool: str, rules_dir: Path) -> None:
     assert "SUCCESS" in run.stdout
 
 
-def test_every_alert_has_a_firing_and_a_silent_case() -> None:
+def test_every_alert_has_a_firing_and_a_silent_case(rules: Path) -> None:
     cases = [c for test in TESTS for c in test["alert_rule_test"]]
-    assert {c["alertname"] for c in cases if c["exp_alerts"]} == alerts()
-    assert {c["alertname"] for c in cases if not c["exp_alerts"]} == alerts()
-    assert {"MlopsFleetDriftDetected", "MlopsFleetRunFailed", "MlopsFleetNoSuccessfulRun"} <= alerts()
+    assert {c["alertname"] for c in cases if c["exp_alerts"]} == alerts(rules)
+    assert {c["alertname"] for c in cases if not c["exp_alerts"]} == alerts(rules)
+    assert {"MlopsFleetDriftDetected", "MlopsFleetRunFailed", "MlopsFleetNoSuccessfulRun"} <= alerts(rules)
 
 
-def test_the_rules_use_only_the_metrics_the_writer_names() -> None:
-    used = set(re.findall(r"\bmlops_ansible_[a-z_]+", RULES.read_text()))
+def test_the_rules_use_only_the_metrics_the_writer_names(rules: Path) -> None:
+    used = set(re.findall(r"\bmlops_ansible_[a-z_]+", rules.read_text()))
     named = {metric.name for metric in run_metrics.METRICS}
     assert used, "no metric in the rules"
     assert used <= named, sorted(used - named)
+
+
+def test_thresholds_come_from_the_role_variables(render: RenderFn) -> None:
+    result = render(
+        {
+            "monitoring_roles": ["prometheus"],
+            "prometheus_alert_fleet_drift_for": "15m",
+            "prometheus_alert_fleet_unfinished_after_seconds": 7200,
+            "prometheus_alert_fleet_no_success_after_seconds": 172800,
+        }
+    )
+    assert result.returncode == 0, result.output[-3000:]
+    doc = yaml.safe_load((result.prometheus / "rules" / "mlops-fleet.yml").read_text())
+    by_name = {rule["alert"]: rule for group in doc["groups"] for rule in group["rules"]}
+    assert by_name["MlopsFleetDriftDetected"]["for"] == "15m"
+    assert "> 7200)" in by_name["MlopsFleetRunUnfinished"]["expr"]
+    assert "more than 2 h ago" in by_name["MlopsFleetRunUnfinished"]["annotations"]["description"]
+    assert by_name["MlopsFleetNoSuccessfulRun"]["expr"].endswith("> 172800")
+    assert by_name["MlopsFleetNoSuccessfulRun"]["annotations"]["summary"] == "Host not converged for 48 h"
+
+
+def test_no_fleet_rules_without_node_exporter(render: RenderFn) -> None:
+    result = render({"monitoring_roles": ["prometheus"], "mlops_disabled_services": ["node-exporter"]})
+    assert result.returncode == 0, result.output[-3000:]
+    assert not (result.prometheus / "rules" / "mlops-fleet.yml").exists()
+    config = yaml.safe_load((result.prometheus / "prometheus.yml").read_text())
+    assert config["rule_files"], "the collection's own alerts are still loaded"

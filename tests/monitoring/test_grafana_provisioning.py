@@ -4,16 +4,19 @@ offline): the files are checked for what Grafana reads from them."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
 import stat
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
 from conftest import HERE, Render, RenderFn, run_playbook
+from mlops_testkit import ROOT
 from mlops_testkit.ansible import PlaybookRun, flat
 
 DIGESTS = {
@@ -88,7 +91,15 @@ def test_dashboard_shape(default_render: Render) -> None:
 
 def test_dashboard_covers_what_the_issue_asks(default_render: Render) -> None:
     titles = " | ".join(p["title"].lower() for p in dashboard(default_render)["panels"])
-    for wanted in ("request rate", "error rate", "latency quantiles", "predictions per class", "model version"):
+    for wanted in (
+        "request rate",
+        "error rate",
+        "latency quantiles",
+        "predictions per class",
+        "model version",
+        "drift per host",
+        "last run per host",
+    ):
         assert wanted in titles, titles
 
 
@@ -174,3 +185,14 @@ def test_password_that_breaks_its_file_is_refused(tmp_path: Path) -> None:
     assert "grafana_admin_password (env GRAFANA_ADMIN_PASSWORD) must be at least 8 characters" in flat(run.output)
     assert "first-line" not in run.output and "second-line" not in run.output
     assert not password_file.exists()
+
+
+def test_fleet_panels_use_only_the_metrics_the_writer_names(default_render: Render) -> None:
+    spec = importlib.util.spec_from_file_location("run_metrics", ROOT / "plugins/callback/run_metrics.py")
+    assert spec and spec.loader
+    writer = sys.modules.setdefault("run_metrics", importlib.util.module_from_spec(spec))
+    spec.loader.exec_module(writer)
+    exprs = " ".join(t["expr"] for p in dashboard(default_render)["panels"] for t in p["targets"])
+    used = set(re.findall(r"\bmlops_ansible_[a-z_]+", exprs))
+    assert {"mlops_ansible_drift_tasks", "mlops_ansible_run_success"} <= used
+    assert used <= {metric.name for metric in writer.METRICS}

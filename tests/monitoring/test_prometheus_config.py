@@ -50,13 +50,14 @@ def jobs(render: Render) -> dict[str, Any]:
 def test_promtool_accepts_the_config_and_its_rule_files(default_render: Render, promtool: str) -> None:
     run = promtool_run(promtool, "check", "config", default_render.prometheus / "prometheus.yml")
     assert run.returncode == 0, run.stdout + run.stderr
-    # rule_files is relative to the config: promtool must have found and checked the rules.
-    assert "SUCCESS: 1 rule files found" in run.stdout + run.stderr
+    # rule_files is relative to the config: promtool must have found and checked the rules
+    # (the collection's alerts and, with node-exporter scraped, the fleet's).
+    assert "SUCCESS: 2 rule files found" in run.stdout + run.stderr
 
 
 def test_promtool_accepts_the_rules(default_render: Render, promtool: str) -> None:
     rules = sorted((default_render.prometheus / "rules").glob("*.yml"))
-    assert [r.name for r in rules] == ["mlops-alerts.yml"]
+    assert [r.name for r in rules] == ["mlops-alerts.yml", "mlops-fleet.yml"]
     run = promtool_run(promtool, "check", "rules", *rules)
     assert run.returncode == 0, run.stdout + run.stderr
 

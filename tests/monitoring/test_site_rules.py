@@ -62,7 +62,7 @@ def test_site_rules_are_rendered_beside_the_collections_and_promtool_accepts_the
     result = render_site_rules(tmp_path)
     assert result.returncode == 0, result.output[-3000:]
     prom = yaml.safe_load((result.prometheus / "prometheus.yml").read_text())
-    assert prom["rule_files"] == ["rules/mlops-alerts.yml", "rules/site-rules.yml"]
+    assert prom["rule_files"] == ["rules/mlops-alerts.yml", "rules/mlops-fleet.yml", "rules/site-rules.yml"]
     rules = yaml.safe_load((result.prometheus / "rules/site-rules.yml").read_text())
     assert rules == {"groups": RULES}
     check = subprocess.run(

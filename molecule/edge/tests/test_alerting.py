@@ -122,3 +122,33 @@ def test_a_textfile_metric_shows_up_in_prometheus(host: Any) -> None:
         assert result
     finally:
         host.run(f"rm -f {TEXTFILE_DIR}/e2e.prom")
+
+
+def test_pushed_runs_report_their_result_through_node_exporter(host: Any) -> None:
+    # site.yml's first and last plays write the run's metrics; Molecule's last run was the
+    # idempotence run, counted by the callback mlops.infra.run_metrics (molecule.yml).
+    text = host.file(f"{TEXTFILE_DIR}/mlops_ansible_push.prom").content_string
+    samples = dict(line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#"))
+    assert float(samples['mlops_ansible_run_success{mode="push"}']) == 1
+    assert float(samples['mlops_ansible_run_tasks{mode="push",result="changed"}']) == 0
+    assert float(samples['mlops_ansible_run_tasks{mode="push",result="ok"}']) > 100
+    assert float(samples['mlops_ansible_run_tasks{mode="push",result="failed"}']) == 0
+    assert wait_for(
+        lambda: query('mlops_ansible_run_success{job="node-exporter",mode="push"} == 1'),
+        120,
+        "the pushed run's success",
+    )
+
+
+def test_the_fleet_alerts_are_loaded(host: Any) -> None:
+    session = requests.Session()
+    session.trust_env = False
+    r = session.get(f"{prometheus()}/api/v1/rules", params={"type": "alert"}, timeout=10)
+    r.raise_for_status()
+    groups = {g["name"]: {rule["name"] for rule in g["rules"]} for g in r.json()["data"]["groups"]}
+    assert groups.get("mlops-fleet") == {
+        "MlopsFleetDriftDetected",
+        "MlopsFleetRunFailed",
+        "MlopsFleetRunUnfinished",
+        "MlopsFleetNoSuccessfulRun",
+    }, groups

@@ -19,6 +19,7 @@ AS_CONTAINER_USER = "setpriv --reuid=65534 --regid=65534 --clear-groups --"
         (f"{CONFIG_DIR}/rules", 0o750),
         (f"{CONFIG_DIR}/prometheus.yml", 0o640),
         (f"{CONFIG_DIR}/rules/mlops-alerts.yml", 0o640),
+        (f"{CONFIG_DIR}/rules/mlops-fleet.yml", 0o640),
     ],
 )
 def test_rendered_files_are_owned_by_root_and_readable_by_the_container_group(host: Any, path: str, mode: int) -> None:
@@ -46,7 +47,7 @@ def test_scrape_jobs_follow_the_catalogue(host: Any) -> None:
     assert config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == ["alertmanager:9093"]
     assert jobs["inference-api"]["static_configs"][0]["targets"] == ["inference-api:8000"]
     assert jobs["inference-api"]["metrics_path"] == "/metrics"
-    assert config["rule_files"] == ["rules/mlops-alerts.yml"]
+    assert config["rule_files"] == ["rules/mlops-alerts.yml", "rules/mlops-fleet.yml"]
     assert config["global"]["external_labels"] == {"environment": "edge"}
 
 
