@@ -52,8 +52,13 @@ lint() {
   return $rc
 }
 
+# Test files go to PYTEST_WORKERS processes (pytest-xdist), a whole file to one worker: most
+# tests wait on ansible-playbook or a container, and files share module-scoped fixtures.
+PYTEST_WORKERS=${MLOPS_PYTEST_WORKERS:-2}
+
 pytest_suites() {
-  python -m pytest -p no:cacheprovider tests/ roles/docker/tests --ignore=tests/molecule -ra --durations=25
+  python -m pytest -p no:cacheprovider tests/ roles/docker/tests --ignore=tests/molecule -ra --durations=25 \
+    -n "$PYTEST_WORKERS" --dist loadfile
 }
 
 molecule_scenario() {
