@@ -24,6 +24,7 @@ import json
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -55,13 +56,26 @@ GROUP_VARS = {
 }
 
 
-def site(inventory: Path, *args: str) -> PlaybookRun:
+def site(inventory: Path, *args: str, checkout: Path = ROOT) -> PlaybookRun:
+    """site.yml of CHECKOUT (its ansible.cfg and roles), against the benchmark's inventory."""
     run = run_playbook(
-        ROOT / "site.yml", *args, inventory=inventory, env={"ANSIBLE_HOST_KEY_CHECKING": "False"}, timeout=5400
+        checkout / "site.yml",
+        *args,
+        inventory=inventory,
+        env={"ANSIBLE_HOST_KEY_CHECKING": "False"},
+        timeout=5400,
+        cwd=checkout,
     )
     if run.returncode != 0:
         sys.exit(f"site.yml {' '.join(args)} failed:\n{run.tail()}")
     return run
+
+
+def git_head(checkout: Path) -> str:
+    out = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=checkout, capture_output=True, text=True, check=False
+    )
+    return out.stdout.strip() or "unknown"
 
 
 def as_deploy_user(inventory: Path, hosts: list[str], public_key: str) -> None:
@@ -86,6 +100,11 @@ def main() -> None:
     parser.add_argument("--fleets", default="1,4,8", help="fleet sizes, comma separated (1 first)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--keep", action="store_true", help="leave the hosts running afterwards")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="another checkout (git worktree) whose 1-host no-change run is measured in each round too",
+    )
     args = parser.parse_args()
     fleets = [int(n) for n in args.fleets.split(",")]
     if fleets[0] != 1:
@@ -95,6 +114,7 @@ def main() -> None:
     (WORK / "group_vars").mkdir(parents=True)
     hosts = [f"site-bench-{i}" for i in range(1, max(fleets) + 1)]
     times: dict[int, list[float]] = {n: [] for n in fleets}
+    baseline: list[float] = []
     try:
         for host in hosts:
             testhosts.start(host, reuse=False, labels=(LABEL,))
@@ -118,6 +138,10 @@ def main() -> None:
                 assert len(run.recaps) == n, run.tail()
                 times[n].append(run.seconds)
                 print(f"round {r + 1}: {n} host(s): {run.seconds:.1f} s, changed=0", flush=True)
+            if args.baseline:
+                old = site(inventory, "--limit", hosts[0], checkout=args.baseline)
+                baseline.append(old.seconds)
+                print(f"round {r + 1}: baseline, 1 host: {old.seconds:.1f} s, changed {old.total_changed}", flush=True)
         tasks = max(recap.ok for recap in run.recaps)
     finally:
         if not args.keep:
@@ -147,6 +171,12 @@ nothing to change (changed=0 checked on every host, {tasks} tasks ok per host), 
 {rows}
 
 Every round (seconds): {json.dumps({str(n): [round(t, 1) for t in times[n]] for n in fleets})}
+"""
+    if baseline:
+        report += f"""
+Baseline, 1 host, in the same rounds: `site.yml` of {args.baseline} (commit
+{git_head(args.baseline)}), median {statistics.median(baseline):.1f} s; this checkout (commit
+{git_head(ROOT)}) took {one / statistics.median(baseline):.2f}x of it. Every round: {[round(t, 1) for t in baseline]}
 """
     RESULTS.write_text(report)
     print(report)

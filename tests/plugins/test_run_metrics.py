@@ -217,8 +217,9 @@ def pushed(tmp_path: Path, *args: str, callback: bool = True) -> subprocess.Comp
         f"- name: End\n  ansible.builtin.import_playbook: {ROOT}/playbooks/run-metrics-end.yml\n"
     )
     env = env_without_ansible()
-    if callback:
-        env.update(ANSIBLE_CALLBACK_PLUGINS=str(PLUGIN.parent), ANSIBLE_CALLBACKS_ENABLED="run_metrics")
+    # The project's ansible.cfg enables the callback: each case names the callbacks it runs.
+    enabled = "run_metrics" if callback else "ansible.posix.profile_tasks"
+    env.update(ANSIBLE_CALLBACK_PLUGINS=str(PLUGIN.parent), ANSIBLE_CALLBACKS_ENABLED=enabled)
     command = local_command(work, "-e", "ansible_become=false", "-e", f"mlops_run_metrics_dir={tmp_path}/out", *args)
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, check=False)
 
