@@ -6,8 +6,11 @@ The playbook runs on the controller with connection local, the way k8s_topology 
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import json
 import os
+import re
 import shutil
 import sys
 from collections.abc import Callable
@@ -21,6 +24,21 @@ from mlops_testkit.ansible import INPUT_ENV, PlaybookRun
 from mlops_testkit.ansible import run_playbook as ansible_playbook
 
 HERE = Path(__file__).resolve().parent
+
+
+# Series of the fleet's run and drift metrics in a rule or query (plugins/callback/run_metrics.py).
+RUN_METRIC = re.compile(r"\bmlops_ansible_[a-z_]+")
+
+
+@functools.cache
+def run_metric_names() -> frozenset[str]:
+    """The names plugins/callback/run_metrics.py, the one writer of the run metrics, gives them."""
+    spec = importlib.util.spec_from_file_location("run_metrics", ROOT / "plugins/callback/run_metrics.py")
+    assert spec and spec.loader
+    # Registered before it runs: its dataclasses look their module up in sys.modules.
+    writer = sys.modules.setdefault("run_metrics", importlib.util.module_from_spec(spec))
+    spec.loader.exec_module(writer)
+    return frozenset(metric.name for metric in writer.METRICS)
 
 
 @dataclass

@@ -6,7 +6,6 @@ exercised once and its exposition parsed; the roles' variables must match it.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import sys
@@ -14,7 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import ROOT, Render
+from conftest import ROOT, Render, run_metric_names
 
 API_SRC = ROOT / "services/inference-api/src"
 SELECTOR = re.compile(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\{")
@@ -78,15 +77,6 @@ def rendered_selectors(default_render: Render) -> set[str]:
     board = json.loads((default_render.grafana / "dashboards/inference-api.json").read_text())
     exprs += [t["expr"] for p in board["panels"] for t in p["targets"]]
     return {name for e in exprs for name in SELECTOR.findall(e)}
-
-
-def run_metric_names() -> set[str]:
-    """The fleet's run and drift series, which plugins/callback/run_metrics.py names."""
-    spec = importlib.util.spec_from_file_location("run_metrics", ROOT / "plugins/callback/run_metrics.py")
-    assert spec and spec.loader
-    writer = sys.modules.setdefault("run_metrics", importlib.util.module_from_spec(spec))
-    spec.loader.exec_module(writer)
-    return {metric.name for metric in writer.METRICS}
 
 
 def test_rules_and_dashboard_query_only_exported_series(default_render: Render, exported: dict[str, set[str]]) -> None:

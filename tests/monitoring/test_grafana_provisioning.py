@@ -4,19 +4,16 @@ offline): the files are checked for what Grafana reads from them."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
 import stat
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
-from conftest import HERE, Render, RenderFn, run_playbook
-from mlops_testkit import ROOT
+from conftest import HERE, RUN_METRIC, Render, RenderFn, run_metric_names, run_playbook
 from mlops_testkit.ansible import PlaybookRun, flat
 
 DIGESTS = {
@@ -188,11 +185,7 @@ def test_password_that_breaks_its_file_is_refused(tmp_path: Path) -> None:
 
 
 def test_fleet_panels_use_only_the_metrics_the_writer_names(default_render: Render) -> None:
-    spec = importlib.util.spec_from_file_location("run_metrics", ROOT / "plugins/callback/run_metrics.py")
-    assert spec and spec.loader
-    writer = sys.modules.setdefault("run_metrics", importlib.util.module_from_spec(spec))
-    spec.loader.exec_module(writer)
     exprs = " ".join(t["expr"] for p in dashboard(default_render)["panels"] for t in p["targets"])
-    used = set(re.findall(r"\bmlops_ansible_[a-z_]+", exprs))
+    used = set(RUN_METRIC.findall(exprs))
     assert {"mlops_ansible_drift_tasks", "mlops_ansible_run_success"} <= used
-    assert used <= {metric.name for metric in writer.METRICS}
+    assert used <= run_metric_names()
