@@ -3,10 +3,11 @@
 
 Starts the largest fleet of fresh Debian 13 systemd test hosts (tests/mlops_testkit/testhosts.py,
 the platform settings of every Molecule scenario) and converges them once with `site.yml` over
-SSH as root (timed: the fresh converge, all hosts at once). Hardening then refuses root over
-SSH, as on a real site: every later run logs in as the deploy user it created
-(`hardening_deploy_user`, with the benchmark's key and full sudo), the way a site's controller
-reaches its hosts. Then, for each round, alternating the order of the fleet sizes:
+SSH (timed: the fresh converge, all hosts at once). Hardening refuses root over SSH, as on a
+real site, so every run logs in as the deploy user (`hardening_deploy_user`, with the
+benchmark's key and full sudo), the way a site's controller reaches its hosts: the benchmark
+creates that user first, as a site's installer would, and hardening then manages it. Then, for
+each round, alternating the order of the fleet sizes:
 
   N hosts   ansible-playbook site.yml --limit <the first N hosts>
 
@@ -14,7 +15,9 @@ Each run must report changed=0 on every host. Reports medians, each fleet's time
 the 1-host time of the same run, and the cost of each extra host as a share of the first.
 Writes benchmarks/RESULTS-site.md.
 
-Usage: .venv/bin/python benchmarks/site/run.py [--fleets 1,4,8] [--rounds 3] [--keep]
+With --baseline, each round also runs the 1-host no-change run of another checkout.
+
+Usage: .venv/bin/python benchmarks/site/run.py [--fleets 1,4,8] [--rounds 3] [--keep] [--baseline DIR]
 """
 
 from __future__ import annotations
