@@ -73,6 +73,17 @@ print(json.dumps({"best_us_per_row": best[0], "median_us_per_row": best[len(best
 """
 
 
+def sample_bodies(doc: dict[str, Any], batch_rows: int) -> tuple[bytes, bytes]:
+    """The request bodies: one record (every feature at its training median) and a batch of
+    distinct rows (the training medians scaled within the observed ranges)."""
+    record = {f["name"]: f["median"] for f in doc["features"]}
+    rows = []
+    for i in range(batch_rows):
+        k = 0.8 + 0.4 * (i % 101) / 100
+        rows.append({f["name"]: min(f["observed_max"], f["median"] * k) for f in doc["features"]})
+    return json.dumps(record).encode(), json.dumps({"records": rows}).encode()
+
+
 def sh(*cmd: str, timeout: float = 600, check: bool = True, env: dict[str, str] | None = None) -> str:
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False, env=env)
     if check and run.returncode != 0:
@@ -222,18 +233,13 @@ def main(argv: list[str] | None = None) -> int:
     sh(str(ROOT / "scripts" / "build-images.sh"), timeout=1800)
 
     doc = json.loads((ROOT / "services/inference-api/models/breast-cancer-lr-1.0.0/model.json").read_text())
-    record = {f["name"]: f["median"] for f in doc["features"]}
+    single_body, batch_body = sample_bodies(doc, args.batch_rows)
     tmp = Path(tempfile.mkdtemp(prefix="bench-api-"))
     tmp.chmod(0o755)
     single = tmp / "single.json"
-    single.write_text(json.dumps(record))
+    single.write_bytes(single_body)
     batch = tmp / "batch.json"
-    # Distinct rows: the training medians scaled within the observed ranges.
-    rows = []
-    for i in range(args.batch_rows):
-        k = 0.8 + 0.4 * (i % 101) / 100
-        rows.append({f["name"]: min(f["observed_max"], f["median"] * k) for f in doc["features"]})
-    batch.write_text(json.dumps({"records": rows}))
+    batch.write_bytes(batch_body)
     batch.chmod(0o644)
 
     sh("docker", "rm", "-f", NAME, check=False)

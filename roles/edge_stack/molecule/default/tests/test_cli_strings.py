@@ -1,1 +1,0 @@
-../../../../../tests/molecule/test_cli_strings.py
