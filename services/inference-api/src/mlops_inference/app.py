@@ -25,6 +25,7 @@ import gc
 import hashlib
 import hmac
 import html
+import itertools
 import json
 import logging
 import math
@@ -66,6 +67,15 @@ from .settings import Settings
 log = logging.getLogger("mlops_inference")
 MAX_ERRORS = 20  # errors listed per response; the count says how many there were in all
 _row = operator.itemgetter(*FEATURES)  # a record's values in the model's feature order
+
+
+def _matrix(records: list[Any]) -> np.ndarray:
+    """Records as one matrix, a row each, columns in the model's feature order (numpy reads
+    the values from one flat iterator: a third faster than from a list of tuples)."""
+    n = len(records)
+    values = itertools.chain.from_iterable(map(_row, records))
+    return np.fromiter(values, dtype=np.float64, count=n * len(FEATURES)).reshape(n, len(FEATURES))
+
 
 # Swagger UI's files (swagger-ui-dist, vendored by scripts/build-images.sh): in the image
 # /opt/mlops/vendor/swagger-ui, in the source tree services/inference-api/vendor/swagger-ui.
@@ -504,14 +514,14 @@ def check_golden(classifier: Classifier, release: Release) -> None:
             fields = [d["field"] for d in exc.detail]
             failures[rec.id] = f"{rec.id} input refused ({', '.join(fields[:3])}: out of range)"
             continue
-        valid.append((rec, list(_row(values))))
+        valid.append((rec, values))
         label, p = answer["prediction"], answer["probabilities"]["benign"]
         if label != rec.label or not abs(p - rec.p_benign) <= tol:
             want, got = _numbers(rec.p_benign, p)
             failures[rec.id] = f"{rec.id} expected {rec.label} {want}, got {label} {got}"
     if valid:
         try:
-            answer, _ = classifier.batch(np.array([row for _, row in valid], dtype=np.float64))
+            answer, _ = classifier.batch(_matrix([values for _, values in valid]))
         except ApiError:  # the rows passed the single path's domain check: cannot happen
             raise ModelError(
                 "golden records: the batch path refused inputs the single path accepted", "golden"
@@ -834,7 +844,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                         )
                     ],
                 )  # fmt: skip
-            answer = service.classify_batch(np.array(list(map(_row, body.records)), dtype=np.float64))
+            answer = service.classify_batch(_matrix(body.records))
         note["outcome"] = "ok"
         return OrjsonResponse(answer, headers=service.response_headers)
 

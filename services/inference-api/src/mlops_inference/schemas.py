@@ -8,9 +8,10 @@ fields are refused (a misspelt field must not silently fall back to nothing).
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
+from pydantic.json_schema import SkipJsonSchema
 from typing_extensions import TypedDict
 
 Measurement = Annotated[float, Field(strict=True, allow_inf_nan=False)]
@@ -57,6 +58,16 @@ class PatientFeatures(TypedDict):
 
 
 FEATURES: tuple[str, ...] = tuple(PatientFeatures.__annotations__)
+_FEATURE_SET = frozenset(FEATURES)
+
+# The same thirty fields under the same rules, less the search for unknown keys. pydantic
+# finds an unknown key by hashing every key of the record again after the fields are read:
+# in a batch of a thousand records that is 60,000 lookups, 40% of the whole validation.
+# A batch uses these only when each of its records has exactly thirty keys, all of them
+# names of the fields (_body_kind): there, no unknown key can exist and both TypedDicts give
+# the same result and the same errors.
+ExactFeatures = TypedDict("ExactFeatures", get_type_hints(PatientFeatures, include_extras=True))  # type: ignore[misc]
+ExactFeatures.__pydantic_config__ = ConfigDict(strict=True, allow_inf_nan=False)  # type: ignore[attr-defined]
 
 
 class BatchRequest(BaseModel):
@@ -67,19 +78,41 @@ class BatchRequest(BaseModel):
     records: list[PatientFeatures] = Field(min_length=1, description="records to classify, in order")
 
 
+class ExactBatchRequest(BatchRequest):
+    """A batch whose records hold exactly the thirty fields' names (see ExactFeatures)."""
+
+    records: list[ExactFeatures] = Field(min_length=1)  # type: ignore[assignment]
+
+
 def _body_kind(value: Any) -> str:
-    """A body with a top-level "records" key is a batch; anything else is judged as one record."""
-    return "batch" if isinstance(value, dict) and "records" in value else "record"
+    """A body with a top-level "records" key is a batch; anything else is judged as one record.
+    A batch whose records each hold thirty keys, all of them names of fields, is "exact"
+    (two passes in C over the keys: a tenth of what pydantic's own search costs)."""
+    if not (isinstance(value, dict) and "records" in value):
+        return "record"
+    records = value["records"]
+    try:
+        exact = (
+            isinstance(records, list)
+            and set(map(len, records)) == {len(FEATURES)}
+            and set().union(*records) == _FEATURE_SET
+        )
+    except TypeError:  # an item without len() or not iterable: pydantic says which
+        exact = False
+    return "exact_batch" if exact else "batch"
 
 
 # The body of POST /predict: one record or a batch, told apart by the "records" key (so an
 # error names the field of the shape that was meant, never both). The tag appears in an
-# error's loc after "body"; the API leaves it out of the field it names.
+# error's loc after "body"; the API leaves it out of the field it names. The exact batch
+# is the batch as validated for speed: the OpenAPI document shows only the batch.
 PredictRequest = Annotated[
-    Annotated[PatientFeatures, Tag("record")] | Annotated[BatchRequest, Tag("batch")],
+    Annotated[PatientFeatures, Tag("record")]
+    | Annotated[BatchRequest, Tag("batch")]
+    | SkipJsonSchema[Annotated[ExactBatchRequest, Tag("exact_batch")]],
     Discriminator(_body_kind),
 ]
-BODY_TAGS = frozenset(("record", "batch"))
+BODY_TAGS = frozenset(("record", "batch", "exact_batch"))
 
 
 class Probabilities(BaseModel):
