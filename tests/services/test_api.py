@@ -489,12 +489,14 @@ def test_extra_field_in_a_batch_is_named(client: Any, record: dict[str, float]) 
         "not a dict",
         "list of names",
         "string of 30",
+        "nested list",
+        "empty",
     ],
 )
 def test_the_exact_batch_shortcut_never_changes_a_result(record: dict[str, float], records: str) -> None:
-    """A batch is validated without pydantic's unknown-key search only when every record has
-    exactly the thirty fields' names as keys; then both shapes give the same result and the
-    same errors, and every other batch is judged by the full BatchRequest."""
+    """A batch is validated without pydantic's unknown-key search only when no record holds
+    a key but the fields' names; then both shapes give the same result and the same errors,
+    and every other batch is judged by the full BatchRequest."""
     from mlops_inference.schemas import BatchRequest, ExactBatchRequest, PredictRequest, _body_kind
     from pydantic import TypeAdapter, ValidationError
 
@@ -509,9 +511,11 @@ def test_the_exact_batch_shortcut_never_changes_a_result(record: dict[str, float
         "not a dict": [record, 3],
         "list of names": [list(FEATURES)],
         "string of 30": ["x" * 30],
+        "nested list": [[["mean_radius"]]],
+        "empty": [],
     }[records]
     kind = _body_kind({"records": body})
-    exact = records in ("ok", "bad value", "list of names")
+    exact = records in ("ok", "bad value", "missing key", "list of names", "empty")
     assert kind == ("exact_batch" if exact else "batch")
 
     def judged(adapter: Any) -> Any:

@@ -228,6 +228,21 @@ def test_model_naming_another_version_than_its_manifest_is_not_ready(models: Pat
     assert body["check"] == "load" and "declares breast-cancer-lr 1.0.0" in body["reason"]
 
 
+def test_accepted_ranges_narrower_than_observed_are_not_ready(models: Path) -> None:
+    """Classifier.one checks the accepted range only for values outside the observed one:
+    that holds because a release whose accepted range leaves out observed values never loads."""
+    target = derive(models, "1.5.1")
+
+    def narrow(d: dict[str, Any]) -> None:
+        f = d["features"][3]
+        f["accepted_max"] = (f["observed_min"] + f["observed_max"]) / 2
+
+    rewrite(target, edit_model=narrow)
+    with serve(models, "1.5.1") as c:
+        body = not_ready(c)
+    assert body["check"] == "load" and "accepted ranges must contain the observed ranges" in body["reason"]
+
+
 def test_golden_answer_beyond_the_tolerance_is_named(models: Path) -> None:
     target = derive(models, "1.6.0")
 
