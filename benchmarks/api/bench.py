@@ -162,11 +162,11 @@ def wrk(
     return r
 
 
-def in_process_limit(body: Path, repeats: int) -> dict[str, float]:
+def in_process_limit(body: Path, repeats: int, image: str = IMAGE) -> dict[str, float]:
     """The batch limit, measured in a container of the API image (1 CPU, the same Python)."""
     out = sh(
         "docker", "run", "--rm", "--read-only", "--network", "none", "--cpus", "1", "--user", "10001:10001",
-        "-v", f"{body}:/tmp/batch.json:ro", "--entrypoint", "python3", IMAGE, "-c", LIMIT_CODE,
+        "-v", f"{body}:/tmp/batch.json:ro", "--entrypoint", "python3", image, "-c", LIMIT_CODE,
         "/tmp/batch.json", str(repeats),
     )  # fmt: skip
     return json.loads(out.strip().splitlines()[-1])
@@ -191,7 +191,7 @@ def container_memory_mib(name: str) -> dict[str, float]:
     return {"cgroup": usage / 2**20, "rss": rss_kib / 1024}
 
 
-def idle_memory(settle_s: int) -> dict[str, dict[str, float]]:
+def idle_memory(settle_s: int, image: str = IMAGE) -> dict[str, dict[str, float]]:
     """MiB used by each container of the stack, started as the catalogue runs them and idle."""
     names = {"inference-api": "perf-idle-api", "frontend": "perf-idle-frontend", "prometheus": "perf-idle-prom"}
     net = "perf-idle-net"
@@ -202,7 +202,7 @@ def idle_memory(settle_s: int) -> dict[str, dict[str, float]]:
     hard = ["--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges", "--network", net]
     try:
         sh("docker", "run", "-d", "--name", names["inference-api"], *hard, "--tmpfs", "/tmp", "--user", "10001:10001",
-           "--network-alias", "inference-api", IMAGE)  # fmt: skip
+           "--network-alias", "inference-api", image)  # fmt: skip
         sh("docker", "run", "-d", "--name", names["frontend"], *hard, "--tmpfs", "/tmp", "--tmpfs", "/var/cache/nginx",
            "--tmpfs", "/run", "--user", "101:101", FRONTEND)  # fmt: skip
         sh("docker", "run", "-d", "--name", names["prometheus"], *hard, "--user", "65534:65534",
@@ -225,6 +225,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-connections", type=int, default=2)
     p.add_argument("--idle-seconds", type=int, default=30, help="how long the stack idles before docker stats")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "RESULTS-api.md")
+    p.add_argument(
+        "--image",
+        default=IMAGE,
+        help="the API image to measure (another tag: an earlier commit's build, for a before/after)",
+    )
     args = p.parse_args(argv)
     if not 1 <= args.seconds <= 60 or not 1 <= args.rounds <= 10:
         raise SystemExit("--seconds must be 1..60 and --rounds 1..10 (bounded load)")
@@ -249,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         "-e", "ENABLE_BENCHMARK_ENDPOINT=1", "-e", f"MAX_BATCH_ROWS={max(1000, args.batch_rows)}",
         "-p", "127.0.0.1::8000",
     ]  # fmt: skip
-    container_id = sh("docker", "run", "-d", "--name", NAME, *run_opts, IMAGE).strip()
+    container_id = sh("docker", "run", "-d", "--name", NAME, *run_opts, args.image).strip()
     counter = cpu_counter(container_id)
     limits: list[dict[str, float]] = []
     try:
@@ -274,11 +279,11 @@ def main(argv: list[str] | None = None) -> int:
             )
             batch_runs.append(wrk(base + "/predict", args.batch_connections, s, "POST", batch, counter))
             transport.append(wrk(base + "/benchmark/constant", args.batch_connections, s, "POST", batch, counter))
-            limits.append(in_process_limit(batch, 20))
+            limits.append(in_process_limit(batch, 20, args.image))
         load = Path("/proc/loadavg").read_text().split()[:3]
     finally:
         sh("docker", "rm", "-f", NAME, check=False)
-    memory = idle_memory(args.idle_seconds)
+    memory = idle_memory(args.idle_seconds, args.image)
     shutil.rmtree(tmp, ignore_errors=True)
 
     def med(key: str, f: Any) -> float:
@@ -319,12 +324,13 @@ def main(argv: list[str] | None = None) -> int:
     command = (
         f"python benchmarks/api/bench.py --seconds {s} --rounds {args.rounds} --connections {c} "
         f"--batch-rows {n} --batch-connections {args.batch_connections} --idle-seconds {args.idle_seconds}"
+        + (f" --image {args.image}" if args.image != IMAGE else "")
     )
     lines = [
         "# Inference API benchmark",
         "",
         f"Measured {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')} on this machine ({os.cpu_count()} cores shared",
-        f"with other jobs; load average at the end {' '.join(load)}). Image `{IMAGE}` run as the catalogue",
+        f"with other jobs; load average at the end {' '.join(load)}). Image `{args.image}` run as the catalogue",
         "runs it (read-only, `--cap-drop ALL`, uid 10001, `--cpus 1 --memory 512m`, `WEB_CONCURRENCY=1`:",
         "one uvicorn worker with httptools and uvloop, one JSON log line per request), published on",
         "127.0.0.1 and driven by wrk (Debian package) with `benchmarks/api/wrk-report.lua`. CPU per",
