@@ -216,6 +216,55 @@ def idle_memory(settle_s: int, image: str = IMAGE) -> dict[str, dict[str, float]
     return used
 
 
+def baseline_lines(
+    image: str | None,
+    rounds: list[dict[str, dict[str, Any]]],
+    base_rounds: list[dict[str, dict[str, Any]]],
+    batch_runs: list[dict[str, Any]],
+    base_batch_runs: list[dict[str, Any]],
+    limits: list[dict[str, float]],
+    n: int,
+) -> list[str]:
+    """The report's comparison with the baseline image: per round, the single-record ratio
+    by server CPU (constant GET / predict) and the batch's CPU per row against the limit."""
+    if not image:
+        return []
+
+    def single(r: dict[str, dict[str, Any]]) -> float:
+        return float(r["constant_get"]["cpu_us_per_request"] / r["predict"]["cpu_us_per_request"])
+
+    def batch(b: dict[str, Any], lim: dict[str, float]) -> float:
+        return float(b["cpu_us_per_request"] / n / lim["median_us_per_row"])
+
+    rows = zip(rounds, base_rounds, batch_runs, base_batch_runs, limits, strict=True)
+    table = [
+        f"| {i} | {single(r):.2f} | {single(br):.2f} | {b['cpu_us_per_request'] / n:.2f} | "
+        f"{bb['cpu_us_per_request'] / n:.2f} | {lim['median_us_per_row']:.2f} | {batch(b, lim):.2f} | "
+        f"{batch(bb, lim):.2f} |"
+        for i, (r, br, b, bb, lim) in enumerate(rows, 1)
+    ]
+    med = statistics.median
+    pairs = list(zip(batch_runs, base_batch_runs, strict=True))
+    return [
+        f"## Against the baseline image `{image}` (same rounds, alternating)",
+        "",
+        "Each round measures the baseline right after this image: single record (predict and",
+        "constant GET, server CPU per request) and the batch (server CPU per row), against the",
+        "same in-process limit.",
+        "",
+        "| round | single, GET / predict by CPU | baseline | batch CPU us/row | baseline | limit us/row "
+        "| batch / limit | baseline |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        *table,
+        "",
+        f"- Medians of the per-round figures: single {med(map(single, rounds)):.2f} against the baseline's "
+        f"{med(map(single, base_rounds)):.2f}; batch {med(map(batch, batch_runs, limits)):.2f}x the limit "
+        f"against {med(map(batch, base_batch_runs, limits)):.2f}x; batch CPU per row / baseline's: "
+        f"{med(b['cpu_us_per_request'] / bb['cpu_us_per_request'] for b, bb in pairs):.2f}.",
+        "",
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seconds", type=int, default=6, help="duration of each wrk run")
@@ -229,6 +278,10 @@ def main(argv: list[str] | None = None) -> int:
         "--image",
         default=IMAGE,
         help="the API image to measure (another tag: an earlier commit's build, for a before/after)",
+    )
+    p.add_argument(
+        "--baseline-image",
+        help="another build of the API (an earlier commit's) measured in the same rounds, alternating",
     )
     args = p.parse_args(argv)
     if not 1 <= args.seconds <= 60 or not 1 <= args.rounds <= 10:
@@ -256,7 +309,17 @@ def main(argv: list[str] | None = None) -> int:
     ]  # fmt: skip
     container_id = sh("docker", "run", "-d", "--name", NAME, *run_opts, args.image).strip()
     counter = cpu_counter(container_id)
+    baseline = NAME + "-baseline"
+    if args.baseline_image:
+        sh("docker", "rm", "-f", baseline, check=False)
+        baseline_counter = cpu_counter(
+            sh("docker", "run", "-d", "--name", baseline, *run_opts, args.baseline_image).strip()
+        )
     limits: list[dict[str, float]] = []
+    # The baseline image, when asked for: the same single-record and batch runs, in the
+    # same rounds, right after the measured image's (no constant POST, no HTTP-alone run).
+    base_rounds: list[dict[str, dict[str, Any]]] = []
+    base_batch_runs: list[dict[str, Any]] = []
     try:
         port = sh("docker", "port", NAME, "8000").splitlines()[0].rsplit(":", 1)[1]
         base = f"http://127.0.0.1:{port}"
@@ -266,6 +329,12 @@ def main(argv: list[str] | None = None) -> int:
         wrk(base + "/predict", c, 3, "POST", single)
         wrk(base + "/benchmark/constant", c, 3, "GET", None)
         wrk(base + "/predict", args.batch_connections, 3, "POST", batch)
+        if args.baseline_image:
+            other = "http://127.0.0.1:" + sh("docker", "port", baseline, "8000").splitlines()[0].rsplit(":", 1)[1]
+            wait_ready(other)
+            wrk(other + "/predict", c, 3, "POST", single)
+            wrk(other + "/benchmark/constant", c, 3, "GET", None)
+            wrk(other + "/predict", args.batch_connections, 3, "POST", batch)
         rounds: list[dict[str, dict[str, Any]]] = []
         batch_runs: list[dict[str, Any]] = []
         transport: list[dict[str, Any]] = []  # the same batch body to the constant POST: HTTP alone
@@ -279,10 +348,22 @@ def main(argv: list[str] | None = None) -> int:
             )
             batch_runs.append(wrk(base + "/predict", args.batch_connections, s, "POST", batch, counter))
             transport.append(wrk(base + "/benchmark/constant", args.batch_connections, s, "POST", batch, counter))
+            if args.baseline_image:
+                base_rounds.append(
+                    {
+                        "predict": wrk(other + "/predict", c, s, "POST", single, baseline_counter),
+                        "constant_get": wrk(other + "/benchmark/constant", c, s, "GET", None, baseline_counter),
+                    }
+                )
+                base_batch_runs.append(
+                    wrk(other + "/predict", args.batch_connections, s, "POST", batch, baseline_counter)
+                )
             limits.append(in_process_limit(batch, 20, args.image))
         load = Path("/proc/loadavg").read_text().split()[:3]
     finally:
         sh("docker", "rm", "-f", NAME, check=False)
+        if args.baseline_image:
+            sh("docker", "rm", "-f", baseline, check=False)
     memory = idle_memory(args.idle_seconds, args.image)
     shutil.rmtree(tmp, ignore_errors=True)
 
@@ -325,6 +406,7 @@ def main(argv: list[str] | None = None) -> int:
         f"python benchmarks/api/bench.py --seconds {s} --rounds {args.rounds} --connections {c} "
         f"--batch-rows {n} --batch-connections {args.batch_connections} --idle-seconds {args.idle_seconds}"
         + (f" --image {args.image}" if args.image != IMAGE else "")
+        + (f" --baseline-image {args.baseline_image}" if args.baseline_image else "")
     )
     lines = [
         "# Inference API benchmark",
@@ -392,6 +474,7 @@ def main(argv: list[str] | None = None) -> int:
         f"- Measured throughput: {batch_rows_s:,.0f} rows/s (median); from server CPU, "
         f"{1e6 / batch_cpu_row:,.0f} rows/s per fully available core.",
         "",
+        *baseline_lines(args.baseline_image, rounds, base_rounds, batch_runs, base_batch_runs, limits, n),
         f"## Idle memory of the stack (after {args.idle_seconds} s idle)",
         "",
         "| container | MiB (cgroup, as docker stats counts) | MiB (sum of process RSS) |",
