@@ -87,6 +87,7 @@ def test_docs_and_openapi_describe_predict(client: Any) -> None:
     refs = {item["$ref"].rsplit("/", 1)[1] for item in body["oneOf"]}
     assert refs == {"PatientFeatures", "BatchRequest"}
     assert set(spec["components"]["schemas"]["PatientFeatures"]["properties"]) == set(FEATURES)
+    assert not {"ExactBatchRequest", "ExactFeatures"} & set(spec["components"]["schemas"])
     assert "/benchmark/constant" not in spec["paths"]
 
 

@@ -108,6 +108,8 @@ PredictRequest = Annotated[
     Discriminator(_body_kind),
 ]
 BODY_TAGS = frozenset(("record", "batch", "exact_batch"))
+# What the exact batch adds to the OpenAPI document's schemas: nothing there refers to them.
+UNDOCUMENTED_SCHEMAS = ("ExactBatchRequest", "ExactFeatures")
 
 
 class Probabilities(BaseModel):
