@@ -4,7 +4,9 @@
 - a release that only a host can find bad (its golden records are answered differently)
   fails on the canary, which keeps serving the version it served, and the run stops there:
   the other hosts never change, not even a delivered file;
-- a good release reaches every host, one batch after the other, the canary first.
+- a good release reaches every host, one batch after the other, the canary first;
+- a rollout of the release every host serves already has nothing to roll over: no canary,
+  every host converges in one batch, and nothing changes.
 
 The rollouts run playbooks/model-rollout.yml itself (converge.yml brought the fleet up in
 one batch).
@@ -20,6 +22,7 @@ from mlops_testkit.ansible import PlaybookRun, scenario_groups, scenario_playboo
 
 MODELS = "/var/lib/mlops/models"
 ROLLOUT_PLAY = "Deliver the release and roll the API over to it"
+STEADY_PLAY = "Converge the hosts that serve this release already"
 SHIPPED = "1.0.0"
 HOSTS = scenario_groups()["edge"]
 # A task line's host: `ok: [host]`, `changed: [host -> localhost]` (delegated), `fatal: [host]: ...`
@@ -50,9 +53,11 @@ def footprint(host: str) -> dict[str, str]:
     }
 
 
-def batches(run: PlaybookRun) -> list[list[str]]:
-    """The hosts of each batch of the rollout play, in the order the batches ran."""
-    return [sorted(set(TASK_HOST.findall(body))) for name, body in run.plays() if name == ROLLOUT_PLAY]
+def batches(run: PlaybookRun, play: str = ROLLOUT_PLAY) -> list[list[str]]:
+    """The hosts of each batch of a deploy play (the rollout's by default), in the order the
+    batches ran. (A play whose hosts are none still prints its header, and ran no batch.)"""
+    ran = [sorted(set(TASK_HOST.findall(body))) for name, body in run.plays() if name == play]
+    return [hosts for hosts in ran if hosts]
 
 
 def rollout(version: str) -> PlaybookRun:
@@ -64,6 +69,18 @@ def rollout(version: str) -> PlaybookRun:
 def test_the_fleet_serves_the_inventorys_release() -> None:
     assert len(HOSTS) == 3
     assert {host: served(host) for host in HOSTS} == dict.fromkeys(HOSTS, SHIPPED)
+
+
+def test_a_release_every_host_serves_already_goes_in_one_batch_and_changes_nothing() -> None:
+    (version,) = {served(host) for host in HOSTS}
+    before = {host: footprint(host) for host in HOSTS}
+    run = rollout(version)
+    assert run.returncode == 0, run.tail()
+    # No host was sorted into the canary batches; all three converged in a single batch.
+    assert batches(run) == [], run.tail()
+    assert batches(run, STEADY_PLAY) == [sorted(HOSTS)], run.tail()
+    assert all(run.changed().get(host, 0) == 0 for host in HOSTS), run.changed()
+    assert {host: footprint(host) for host in HOSTS} == before
 
 
 def test_a_bad_release_stops_after_the_canary_and_the_rest_never_change() -> None:
