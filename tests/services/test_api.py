@@ -87,7 +87,6 @@ def test_docs_and_openapi_describe_predict(client: Any) -> None:
     refs = {item["$ref"].rsplit("/", 1)[1] for item in body["oneOf"]}
     assert refs == {"PatientFeatures", "BatchRequest"}
     assert set(spec["components"]["schemas"]["PatientFeatures"]["properties"]) == set(FEATURES)
-    assert not {"ExactBatchRequest", "ExactFeatures"} & set(spec["components"]["schemas"])
     assert "/benchmark/constant" not in spec["paths"]
 
 
@@ -465,8 +464,7 @@ def test_batch_with_integers_and_an_unknown_top_level_key(client: Any, record: d
 
 
 def test_misspelt_field_in_a_batch_is_named_as_unknown_and_missing(client: Any, record: dict[str, float]) -> None:
-    """Thirty keys, one of them misspelt: the batch is judged with the unknown-key search
-    (the exact-batch shortcut does not apply), so both faults are named."""
+    """Thirty keys, one of them misspelt: both faults are named."""
     typo = {("mean_radiuss" if k == "mean_radius" else k): v for k, v in record.items()}
     resp = post_json(client, {"records": [record, typo]})
     assert resp.status_code == 422, resp.text
@@ -477,63 +475,6 @@ def test_misspelt_field_in_a_batch_is_named_as_unknown_and_missing(client: Any, 
 def test_extra_field_in_a_batch_is_named(client: Any, record: dict[str, float]) -> None:
     err = only_error(post_json(client, {"records": [record, {**record, "patient_id": 7.0}]}), 422)
     assert err["field"] == "records[1].patient_id" and err["type"] == "extra_forbidden"
-
-
-@pytest.mark.parametrize(
-    "records",
-    [
-        "ok",
-        "bad value",
-        "typo",
-        "extra key",
-        "missing key",
-        "not a dict",
-        "list of names",
-        "string of 30",
-        "nested list",
-        "empty",
-    ],
-)
-def test_the_exact_batch_shortcut_never_changes_a_result(record: dict[str, float], records: str) -> None:
-    """A batch is validated without pydantic's unknown-key search only when no record holds
-    a key but the fields' names; then both shapes give the same result and the same errors,
-    and every other batch is judged by the full BatchRequest."""
-    from mlops_inference.schemas import BatchRequest, ExactBatchRequest, PredictRequest, _body_kind
-    from pydantic import TypeAdapter, ValidationError
-
-    bad = {**record, "mean_area": "544"}
-    typo = {("mean_radiuss" if k == "mean_radius" else k): v for k, v in record.items()}
-    body = {
-        "ok": [record, record],
-        "bad value": [record, bad, {**record, "worst_area": float("nan")}],
-        "typo": [record, typo],
-        "extra key": [{**record, "x": 1.0}],
-        "missing key": [{k: v for k, v in record.items() if k != "mean_area"}],
-        "not a dict": [record, 3],
-        "list of names": [list(FEATURES)],
-        "string of 30": ["x" * 30],
-        "nested list": [[["mean_radius"]]],
-        "empty": [],
-    }[records]
-    kind = _body_kind({"records": body})
-    exact = records in ("ok", "bad value", "missing key", "list of names", "empty")
-    assert kind == ("exact_batch" if exact else "batch")
-
-    def judged(adapter: Any) -> Any:
-        try:
-            return "ok", adapter.validate_python({"records": body}).records  # the records as validated
-        except ValidationError as exc:
-            return "refused", [(e["type"], e["loc"]) for e in exc.errors()]
-
-    full = judged(TypeAdapter(BatchRequest))
-    if exact:
-        assert judged(TypeAdapter(ExactBatchRequest)) == full
-    outcome, result = judged(TypeAdapter(PredictRequest))
-    assert outcome == full[0]
-    if outcome == "refused":  # the same errors, less the union's tag after "body"
-        assert [(t, loc[1:]) for t, loc in result] == full[1]
-    else:
-        assert result == full[1]
 
 
 def test_predict_is_an_ordinary_fastapi_route(settings: Settings) -> None:

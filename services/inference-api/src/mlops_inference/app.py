@@ -55,7 +55,6 @@ from .observability import NOTE, Metrics, ObservabilityMiddleware, exposition, m
 from .schemas import (
     BODY_TAGS,
     FEATURES,
-    UNDOCUMENTED_SCHEMAS,
     BatchPrediction,
     BatchRequest,
     ErrorResponse,
@@ -719,18 +718,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.service = service
     app.state.guard = guard
     app.router.route_class = JsonRoute
-    generate_openapi = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        """FastAPI's document, less the exact batch's schemas (FastAPI lists every model it
-        meets, even those the body's schema skips)."""
-        if app.openapi_schema is None:
-            schemas = generate_openapi().get("components", {}).get("schemas", {})
-            for name in UNDOCUMENTED_SCHEMAS:
-                schemas.pop(name, None)
-        return app.openapi_schema  # type: ignore[return-value]
-
-    app.openapi = openapi  # type: ignore[method-assign]
 
     # ------------------------------------------------------------ errors, in one shape
 
