@@ -300,6 +300,12 @@ def test_api_with_two_workers_counts_every_request_once(dock: Docker, record: di
     for _ in range(30):
         assert http(api.url(8000, "/predict"), json.dumps(record).encode(), JSON)[0] == 200
     ok = 'inference_http_requests_total{method="POST",path="/predict",status="200"} 30.0'
+    # A request is counted once its response has gone out (the middleware's `finally`), so the
+    # last ones may be counted a moment after the client has its answer, more so on a busy
+    # machine: wait until the sum is there, then every answer must show it.
+    deadline = time.monotonic() + 60
+    while ok not in http(api.url(8000, "/metrics"))[2].decode() and time.monotonic() < deadline:
+        time.sleep(0.2)
     for _ in range(6):  # whichever worker answers, the sums are the same
         text = http(api.url(8000, "/metrics"))[2].decode()
         assert ok in text
