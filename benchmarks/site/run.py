@@ -15,7 +15,8 @@ Each run must report changed=0 on every host. Reports medians, each fleet's time
 the 1-host time of the same run, and the cost of each extra host as a share of the first.
 Writes benchmarks/RESULTS-site.md.
 
-With --baseline, each round also runs the 1-host no-change run of another checkout.
+With --baseline, each round also runs the no-change runs of another checkout, on the fleet
+sizes of --baseline-fleets (1 by default).
 
 With --fresh-rounds N, it measures fresh converges instead (issue 10: at most 1.5 times a
 hand-written shell script doing the same irreducible work). Each round converges one brand-new
@@ -29,6 +30,7 @@ container of the stack, healthy; the packages, the running services and the cont
 two kinds of host are compared. Writes its section of benchmarks/RESULTS-site.md.
 
 Usage: .venv/bin/python benchmarks/site/run.py [--fleets 1,4,8] [--rounds 3] [--keep] [--baseline DIR]
+                                               [--baseline-fleets 1,4]
        .venv/bin/python benchmarks/site/run.py --fresh-rounds 3
 """
 
@@ -429,7 +431,12 @@ def main() -> None:
     parser.add_argument(
         "--baseline",
         type=Path,
-        help="another checkout (git worktree) whose 1-host no-change run is measured in each round too",
+        help="another checkout (git worktree) whose no-change runs are measured in each round too",
+    )
+    parser.add_argument(
+        "--baseline-fleets",
+        default="1",
+        help="with --baseline: the fleet sizes the other checkout runs (each one of --fleets)",
     )
     parser.add_argument(
         "--fresh-rounds",
@@ -456,7 +463,8 @@ def main() -> None:
     (WORK / "group_vars").mkdir(parents=True)
     hosts = [f"site-bench-{i}" for i in range(1, max(fleets) + 1)]
     times: dict[int, list[float]] = {n: [] for n in fleets}
-    baseline: list[float] = []
+    baseline_fleets = [int(n) for n in args.baseline_fleets.split(",")] if args.baseline else []
+    baseline: dict[int, list[float]] = {n: [] for n in baseline_fleets}
     try:
         for host in hosts:
             testhosts.start(host, reuse=False, labels=(LABEL,))
@@ -480,10 +488,13 @@ def main() -> None:
                 assert len(run.recaps) == n, run.tail()
                 times[n].append(run.seconds)
                 print(f"round {r + 1}: {n} host(s): {run.seconds:.1f} s, changed=0", flush=True)
-            if args.baseline:
-                old = site(inventory, "--limit", hosts[0], checkout=args.baseline)
-                baseline.append(old.seconds)
-                print(f"round {r + 1}: baseline, 1 host: {old.seconds:.1f} s, changed {old.total_changed}", flush=True)
+            for n in baseline_fleets:
+                old = site(inventory, "--limit", ",".join(hosts[:n]), checkout=args.baseline)
+                baseline[n].append(old.seconds)
+                print(
+                    f"round {r + 1}: baseline, {n} host(s): {old.seconds:.1f} s, changed {old.total_changed}",
+                    flush=True,
+                )
         tasks = max(recap.ok for recap in run.recaps)
     finally:
         if not args.keep:
@@ -514,11 +525,13 @@ nothing to change (changed=0 checked on every host, {tasks} tasks ok per host), 
 
 Every round (seconds): {json.dumps({str(n): [round(t, 1) for t in times[n]] for n in fleets})}
 """
-    if baseline:
+    for n, old in baseline.items():
+        mine = statistics.median(times[n])
         report += f"""
-Baseline, 1 host, in the same rounds: `site.yml` of {args.baseline} (commit
-{git_head(args.baseline)}), median {statistics.median(baseline):.1f} s; this checkout (commit
-{git_head(ROOT)}) took {one / statistics.median(baseline):.2f}x of it. Every round: {[round(t, 1) for t in baseline]}
+Baseline, {n} host(s), in the same rounds: `site.yml` of {args.baseline} (commit
+{git_head(args.baseline)}), median {statistics.median(old):.1f} s;
+this checkout (commit {git_head(ROOT)}) took {mine / statistics.median(old):.2f}x of it.
+Every round: {[round(t, 1) for t in old]}
 """
     write_section(report)
     print(report)
