@@ -38,7 +38,7 @@ def offline_inventory(inventory: str, tmp: Path, drop: tuple[str, ...] = ()) -> 
 
     def rewrite(group: dict[str, Any]) -> None:
         for name in group.get("hosts") or {}:
-            group["hosts"][name] = {"ansible_connection": "community.docker.docker"}
+            group["hosts"][name] = {"ansible_connection": "docker"}
         group.get("vars", {}).pop("ansible_user", None)
         for child in (group.get("children") or {}).values():
             rewrite(child)

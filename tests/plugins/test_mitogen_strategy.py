@@ -1,0 +1,73 @@
+"""The run strategy of ansible.cfg (plugins/strategy/mitogen_linear.py), with and without Mitogen.
+
+Real ansible-playbook runs on this machine with a local connection. Two `command` tasks print
+the parent of the command they start: the Python process that ran the module. Through Mitogen
+both tasks run in the one interpreter the run keeps for the host (the same parent); with
+Ansible's own strategy each task is a fresh Python program (two parents).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from mlops_testkit import ROOT
+from mlops_testkit.ansible import PlaybookRun, run_playbook
+
+PARENTS = """\
+- name: Two tasks that print the process that ran them
+  hosts: all
+  gather_facts: false
+  tasks:
+    - name: First task
+      ansible.builtin.command: cat /proc/self/stat
+      register: first
+      changed_when: false
+    - name: Second task
+      ansible.builtin.command: cat /proc/self/stat
+      register: second
+      changed_when: false
+    - name: Print both parents
+      ansible.builtin.debug:
+        msg: "parents {{ first.stdout.split()[3] }} {{ second.stdout.split()[3] }}"
+"""
+
+FALLBACK_WARNING = "the Python package mitogen is not installed on the controller"
+
+
+def parents(tmp_path: Path, **env: str) -> tuple[PlaybookRun, set[str]]:
+    """Runs the playbook with the project's ansible.cfg; returns the run and the parent PIDs."""
+    playbook = tmp_path / "parents.yml"
+    playbook.write_text(PARENTS)
+    run = run_playbook(
+        playbook,
+        inventory="localhost,",
+        extra_vars={"ansible_connection": "local", "ansible_python_interpreter": sys.executable},
+        env={"ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), **env},
+        timeout=300,
+    )
+    assert run.returncode == 0, run.tail()
+    line = next(line for line in run.output.splitlines() if "parents " in line)
+    return run, set(line.split("parents ", 1)[1].strip(" '\"").split())
+
+
+def test_the_project_runs_every_task_of_a_host_in_one_interpreter(tmp_path: Path) -> None:
+    run, pids = parents(tmp_path)
+    assert len(pids) == 1, f"two tasks ran in {pids}: not through Mitogen\n{run.tail()}"
+    assert FALLBACK_WARNING not in run.output
+
+
+def test_ansible_s_own_strategy_is_one_program_per_task(tmp_path: Path) -> None:
+    """The control: the same playbook with `ANSIBLE_STRATEGY=linear` (how to turn Mitogen off)."""
+    run, pids = parents(tmp_path, ANSIBLE_STRATEGY="linear")
+    assert len(pids) == 2, run.tail()
+
+
+def test_without_mitogen_the_strategy_runs_plain_linear_and_says_so(tmp_path: Path) -> None:
+    """A controller without the package (an `ansible_mitogen` that fails to import stands in)."""
+    hidden = tmp_path / "no-mitogen"
+    hidden.mkdir()
+    (hidden / "ansible_mitogen.py").write_text('raise ImportError("hidden by the test")\n')
+    run, pids = parents(tmp_path, PYTHONPATH=str(hidden))
+    assert FALLBACK_WARNING in run.output, run.tail()
+    assert len(pids) == 2, run.tail()
