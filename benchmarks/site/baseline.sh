@@ -76,7 +76,12 @@ chage --maxdays -1 mlops-deploy
 tar -C / -xpf /tmp/site-files.tar --numeric-owner
 rm -f /tmp/site-files.tar
 systemctl daemon-reload
-sysctl --quiet --system >/dev/null
+# The keys of the network namespace only, as hardening_sysctl_apply `auto` does in a container:
+# `sysctl --system` would write the whole-kernel keys (fs.*, kernel.*) into the machine's
+# kernel that every test host shares, under the tests running beside the benchmark.
+grep -E '^net\.ipv[46]\.' /etc/sysctl.d/90-mlops-hardening.conf >/tmp/sysctl-net.conf
+sysctl --quiet -p /tmp/sysctl-net.conf >/dev/null
+rm -f /tmp/sysctl-net.conf
 systemctl reload ssh
 systemctl enable --now sysstat fail2ban 2>/dev/null
 systemctl reload fail2ban
