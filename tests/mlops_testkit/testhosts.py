@@ -148,9 +148,7 @@ def docker_exec(name: str, command: str, *, check: bool = True) -> subprocess.Co
 
 def docker_inventory(path: Path, hosts: Sequence[str]) -> Path:
     """Write an inventory reaching these containers through the Docker connection; returns it."""
-    path.write_text(
-        yaml.safe_dump({"all": {"hosts": {h: {"ansible_connection": "docker"} for h in hosts}}})
-    )
+    path.write_text(yaml.safe_dump({"all": {"hosts": {h: {"ansible_connection": "docker"} for h in hosts}}}))
     return path
 
 
