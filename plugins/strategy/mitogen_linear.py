@@ -3,8 +3,8 @@
 Ansible runs each task as a fresh Python program on the host that unpacks and compiles its
 module_utils again: about 0.35 s per task on an edge box before the task does anything.
 Mitogen (https://mitogen.networkgenomics.com, `mitogen` on PyPI, pinned in requirements.txt)
-keeps one interpreter per host for the whole run and reuses the imported modules, which made
-a no-change `site.yml` run 2 to 3 times faster here (BENCHMARKS.md). It takes over the
+keeps one interpreter per host for the whole run and reuses the imported modules: a no-change
+`site.yml` run took 0.47x the time on the local edge host (BENCHMARKS.md). It takes over the
 connections named `ssh`, `local` and `docker`, not `community.docker.docker`.
 
 Selected by `strategy = mlops.infra.mitogen_linear` in ansible.cfg. Where Mitogen is not
