@@ -28,7 +28,7 @@ author: mlops.infra
 """
 
 try:
-    import ansible_mitogen.loaders  # noqa: F401  (checks the Ansible version Mitogen supports)
+    # Imports ansible_mitogen.loaders, which refuses an Ansible older than Mitogen supports.
     from ansible_mitogen.strategy import StrategyMixin
 except ImportError:
     Display().warning(
