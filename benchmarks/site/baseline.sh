@@ -79,9 +79,7 @@ systemctl daemon-reload
 # The keys of the network namespace only, as hardening_sysctl_apply `auto` does in a container:
 # `sysctl --system` would write the whole-kernel keys (fs.*, kernel.*) into the machine's
 # kernel that every test host shares, under the tests running beside the benchmark.
-grep -E '^net\.ipv[46]\.' /etc/sysctl.d/90-mlops-hardening.conf >/tmp/sysctl-net.conf
-sysctl --quiet -p /tmp/sysctl-net.conf >/dev/null
-rm -f /tmp/sysctl-net.conf
+grep -E '^net\.ipv[46]\.' /etc/sysctl.d/90-mlops-hardening.conf | sysctl --quiet --load=- >/dev/null
 systemctl reload ssh
 systemctl enable --now sysstat fail2ban 2>/dev/null
 systemctl reload fail2ban
