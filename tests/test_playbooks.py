@@ -17,6 +17,7 @@ import pytest
 import yaml
 from mlops_testkit import ROOT
 from mlops_testkit.ansible import INPUT_ENV, PlaybookRun, run_playbook
+from mlops_testkit.testhosts import DOCKER_CONNECTION
 
 
 def ansible_playbook(playbook: str, *args: str, env: dict[str, str] | None = None) -> PlaybookRun:
@@ -38,7 +39,7 @@ def offline_inventory(inventory: str, tmp: Path, drop: tuple[str, ...] = ()) -> 
 
     def rewrite(group: dict[str, Any]) -> None:
         for name in group.get("hosts") or {}:
-            group["hosts"][name] = {"ansible_connection": "docker"}
+            group["hosts"][name] = {"ansible_connection": DOCKER_CONNECTION}
         group.get("vars", {}).pop("ansible_user", None)
         for child in (group.get("children") or {}).values():
             rewrite(child)

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 from mlops_testkit.docker import require_image
+from mlops_testkit.testhosts import DOCKER_CONNECTION
 
 ROOT = Path(__file__).resolve().parent.parent
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -82,7 +83,7 @@ def edge_container() -> Iterator[str]:
 
 
 def edge_inventory(tmp: Path, container: str) -> str:
-    host = {"ansible_connection": "docker", "ansible_host": container, "ansible_become": False}
+    host = {"ansible_connection": DOCKER_CONNECTION, "ansible_host": container, "ansible_become": False}
     return inventory(tmp, "inventories/edge", {"edge": {"hosts": {EDGE_HOST: host}}})
 
 
@@ -125,7 +126,7 @@ def test_production_refuses_a_retention_size_above_80_percent_of_the_claim(tmp_p
     hosts = yaml.safe_load((ROOT / "inventories/prod/hosts.yml").read_text())
     for group in hosts["k3s_cluster"]["children"].values():
         for name in group["hosts"]:
-            group["hosts"][name] = {"ansible_connection": "docker"}
+            group["hosts"][name] = {"ansible_connection": DOCKER_CONNECTION}
     hosts["k3s_cluster"]["vars"].pop("ansible_user", None)
     extra = {"grafana_admin_password": "a-real-secret-from-the-vault", "prometheus_retention_size": "50GB"}
     run = ansible_playbook("site.yml", "-i", inventory(tmp_path, "inventories/prod", hosts), "-e", json.dumps(extra))

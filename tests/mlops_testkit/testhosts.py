@@ -29,6 +29,9 @@ CONFIG = ROOT / ".config" / "molecule" / "config.yml"
 LABEL = "owner=mlops-testhost"
 BOOTED = ("running", "degraded")
 STARTING = ("", "offline")
+# The Docker connection by its short name: Mitogen (the strategy of ansible.cfg) takes over
+# `docker`, not `community.docker.docker`; without Mitogen, Ansible routes the one to the other.
+DOCKER_CONNECTION = "docker"
 
 
 class HostBootError(RuntimeError):
@@ -148,7 +151,7 @@ def docker_exec(name: str, command: str, *, check: bool = True) -> subprocess.Co
 
 def docker_inventory(path: Path, hosts: Sequence[str]) -> Path:
     """Write an inventory reaching these containers through the Docker connection; returns it."""
-    path.write_text(yaml.safe_dump({"all": {"hosts": {h: {"ansible_connection": "docker"} for h in hosts}}}))
+    path.write_text(yaml.safe_dump({"all": {"hosts": {h: {"ansible_connection": DOCKER_CONNECTION} for h in hosts}}}))
     return path
 
 
