@@ -463,6 +463,7 @@ def main() -> None:
     (WORK / "group_vars").mkdir(parents=True)
     hosts = [f"site-bench-{i}" for i in range(1, max(fleets) + 1)]
     times: dict[int, list[float]] = {n: [] for n in fleets}
+    cpus: dict[int, list[float]] = {n: [] for n in fleets}
     baseline_fleets = [int(n) for n in args.baseline_fleets.split(",")] if args.baseline else []
     baseline: dict[int, list[float]] = {n: [] for n in baseline_fleets}
     try:
@@ -487,7 +488,12 @@ def main() -> None:
                 assert not changed, f"a no-change run changed {changed}:\n" + "\n".join(run.changed_tasks())
                 assert len(run.recaps) == n, run.tail()
                 times[n].append(run.seconds)
-                print(f"round {r + 1}: {n} host(s): {run.seconds:.1f} s, changed=0", flush=True)
+                cpus[n].append(run.cpu_seconds)
+                print(
+                    f"round {r + 1}: {n} host(s): {run.seconds:.1f} s, "
+                    f"controller CPU {run.cpu_seconds:.1f} s, changed=0",
+                    flush=True,
+                )
             for n in baseline_fleets:
                 old = site(inventory, "--limit", ",".join(hosts[:n]), checkout=args.baseline)
                 baseline[n].append(old.seconds)
@@ -502,12 +508,17 @@ def main() -> None:
                 testhosts.remove(host)
 
     one = statistics.median(times[1])
+    one_cpu = statistics.median(cpus[1])
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     machine = f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+
+    def extra(median: float, first: float, n: int) -> str:
+        return "-" if n == 1 else f"{(median - first) / (n - 1) / first * 100:.0f}%"
+
     rows = "\n".join(
         f"| {n} | {statistics.median(times[n]):.1f} s | {statistics.median(times[n]) / one:.2f}x | "
-        + ("-" if n == 1 else f"{(statistics.median(times[n]) - one) / (n - 1) / one * 100:.0f}%")
-        + " |"
+        f"{extra(statistics.median(times[n]), one, n)} | {statistics.median(cpus[n]):.1f} s | "
+        f"{extra(statistics.median(cpus[n]), one_cpu, n)} |"
         for n in fleets
     )
     report = f"""# Site benchmark: no-change runs (benchmarks/site/run.py)
@@ -519,11 +530,16 @@ inside each, the edge stack without Grafana. `site.yml` converged them first (al
 nothing to change (changed=0 checked on every host, {tasks} tasks ok per host), medians of
 {args.rounds} rounds, the fleet sizes alternating their order.
 
-| hosts | no-change `site.yml` | / 1 host | each extra host, share of the first |
-|---|---|---|---|
+| hosts | no-change `site.yml` | / 1 host | each extra host, share of the first | controller CPU | each extra host |
+|---|---|---|---|---|---|
 {rows}
 
+Controller CPU: user and system time of ansible-playbook and every process it waited for
+(workers, Mitogen, ssh clients), not the test hosts' own work, which shares this machine's
+cores with the controller here but has machines of its own in a real fleet.
+
 Every round (seconds): {json.dumps({str(n): [round(t, 1) for t in times[n]] for n in fleets})}
+Controller CPU of every round (seconds): {json.dumps({str(n): [round(t, 1) for t in cpus[n]] for n in fleets})}
 """
     for n, old in baseline.items():
         mine = statistics.median(times[n])

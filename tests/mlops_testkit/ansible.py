@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
 import subprocess
 import time
 from collections.abc import Iterable, Mapping
@@ -126,6 +127,10 @@ class PlaybookRun:
     returncode: int
     output: str
     seconds: float = 0.0
+    # CPU time (user + system) of ansible-playbook and every process it waited for: its
+    # workers, Mitogen's, the ssh clients. Not the test hosts' own work, nor a ControlPersist
+    # master left running. On a machine that also runs the hosts, this is the controller's share.
+    cpu_seconds: float = 0.0
 
     @property
     def recaps(self) -> list[HostRecap]:
@@ -193,6 +198,7 @@ def run_playbook(
         command += ["-e", json.dumps(extra_vars)]
     command += [*args, str(playbook)]
     start = time.monotonic()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(
         command,
         cwd=cwd,
@@ -204,7 +210,10 @@ def run_playbook(
         timeout=timeout,
         check=False,
     )
-    return PlaybookRun(done.returncode, strip_ansi(done.stdout + done.stderr), time.monotonic() - start)
+    seconds = time.monotonic() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return PlaybookRun(done.returncode, strip_ansi(done.stdout + done.stderr), seconds, cpu)
 
 
 # ---- Molecule verifiers -------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -13,7 +14,7 @@ from xml.etree import ElementTree
 import pytest
 
 from mlops_testkit import ROOT, testhosts
-from mlops_testkit.ansible import HostRecap, PlaybookRun, failures, parse_recap, plays, task_block
+from mlops_testkit.ansible import HostRecap, PlaybookRun, failures, parse_recap, plays, run_playbook, task_block
 
 OUTPUT = textwrap.dedent(
     """\
@@ -70,6 +71,31 @@ def test_failures_carry_the_task_message_and_argument_errors() -> None:
         "edge-2": "prometheus_scrape_interval is '5 min': expected a duration",
         "edge-3": "Validation of arguments failed value of x must be one of: a, b, got: c",
     }
+
+
+def test_a_run_reports_the_cpu_time_of_the_controller(tmp_path: Path) -> None:
+    """The site benchmark tells the controller's work from the test hosts' by this figure: it
+    holds the CPU time of the processes a task starts on the controller, not only Ansible's."""
+    playbook = tmp_path / "spin.yml"
+    playbook.write_text(
+        textwrap.dedent(
+            """\
+            - hosts: localhost
+              gather_facts: false
+              tasks:
+                - ansible.builtin.command: python3 -c 'import time; sum(range(10**7)); print(time.process_time())'
+                  register: spin
+                  changed_when: false
+                - ansible.builtin.debug:
+                    msg: "spin cpu {{ spin.stdout }}"
+            """
+        )
+    )
+    run = run_playbook(playbook, env={"ANSIBLE_PYTHON_INTERPRETER": sys.executable})
+    assert run.returncode == 0, run.tail()
+    spin = float(re.search(r"spin cpu ([0-9.]+)", run.output).group(1))  # type: ignore[union-attr]
+    assert spin > 0
+    assert run.cpu_seconds > spin
 
 
 def test_plays_and_task_blocks_split_the_output() -> None:
