@@ -171,6 +171,15 @@ def test_a_root_user_in_the_catalogue_is_refused() -> None:
     assert_refused_with(run, ("mlops_services.frontend.user is '0:0'", "neither of them 0"))
 
 
+def test_a_bundle_of_an_image_the_controller_lacks_is_refused() -> None:
+    """edge_stack asks the controller's Docker Engine for every bundled image; a missing one is
+    named with the way to build it (and any other error of the engine fails that task)."""
+    images = yaml.safe_load((ROOT / "roles/mlops/defaults/main.yml").read_text())["mlops_images"]
+    images["inference-api"] = "mlops/inference-api:0.0.0-never-built"
+    run = refused("inventories/edge", {"mlops_image_delivery": "bundle", "mlops_images": images})
+    assert_refused_with(run, ("mlops/inference-api:0.0.0-never-built", "Build them first with scripts/build-images.sh"))
+
+
 def test_valid_input_passes_every_check_that_reads_only_variables(tmp_path: Path) -> None:
     run = ansible_playbook("site.yml", "-i", offline_inventory("inventories/prod", tmp_path), "-e", json.dumps(PROD_OK))
     # Every check that reads variables passes; then the host checks begin (hardening reads the
