@@ -188,10 +188,12 @@ def tasks_of(role: str) -> list[tuple[str, dict[str, Any], bool]]:
     return found
 
 
-# Tasks that hand no value to a module's output: an assert reports its expression and message,
-# never the values it compared; an include or import only names a file or role.
+# Tasks that hand no value to a module's output: an assert (and mlops.infra.assert_all, several
+# asserts in one task) reports its messages, never the values it compared; an include or
+# import only names a file or role.
 HANDS_NOTHING = {
     "ansible.builtin.assert",
+    "mlops.infra.assert_all",
     "ansible.builtin.import_tasks",
     "ansible.builtin.include_tasks",
     "ansible.builtin.import_role",
