@@ -466,6 +466,7 @@ def main() -> None:
     cpus: dict[int, list[float]] = {n: [] for n in fleets}
     baseline_fleets = [int(n) for n in args.baseline_fleets.split(",")] if args.baseline else []
     baseline: dict[int, list[float]] = {n: [] for n in baseline_fleets}
+    baseline_cpus: dict[int, list[float]] = {n: [] for n in baseline_fleets}
     try:
         for host in hosts:
             testhosts.start(host, reuse=False, labels=(LABEL,))
@@ -497,8 +498,10 @@ def main() -> None:
             for n in baseline_fleets:
                 old = site(inventory, "--limit", ",".join(hosts[:n]), checkout=args.baseline)
                 baseline[n].append(old.seconds)
+                baseline_cpus[n].append(old.cpu_seconds)
                 print(
-                    f"round {r + 1}: baseline, {n} host(s): {old.seconds:.1f} s, changed {old.total_changed}",
+                    f"round {r + 1}: baseline, {n} host(s): {old.seconds:.1f} s, "
+                    f"controller CPU {old.cpu_seconds:.1f} s, changed {old.total_changed}",
                     flush=True,
                 )
         tasks = max(recap.ok for recap in run.recaps)
@@ -543,11 +546,14 @@ Controller CPU of every round (seconds): {json.dumps({str(n): [round(t, 1) for t
 """
     for n, old in baseline.items():
         mine = statistics.median(times[n])
+        mine_cpu = statistics.median(cpus[n])
+        old_cpu = statistics.median(baseline_cpus[n])
         report += f"""
 Baseline, {n} host(s), in the same rounds: `site.yml` of {args.baseline} (commit
-{git_head(args.baseline)}), median {statistics.median(old):.1f} s;
-this checkout (commit {git_head(ROOT)}) took {mine / statistics.median(old):.2f}x of it.
-Every round: {[round(t, 1) for t in old]}
+{git_head(args.baseline)}), median {statistics.median(old):.1f} s and {old_cpu:.1f} s of controller CPU;
+this checkout (commit {git_head(ROOT)}) took {mine / statistics.median(old):.2f}x of its time and
+{mine_cpu / old_cpu:.2f}x of its controller CPU.
+Every round: {[round(t, 1) for t in old]}; controller CPU {[round(t, 1) for t in baseline_cpus[n]]}
 """
     write_section(report)
     print(report)
