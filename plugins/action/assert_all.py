@@ -77,21 +77,37 @@ class ActionModule(ActionBase):
         return result
 
     def _evaluate(self, number: int, check: Mapping[str, Any], errors: list[str]) -> int:
-        """Evaluates one check (each element of its loop); appends the message of each failure."""
-        if not all(self._templar.evaluate_conditional(c) for c in conditions(check.get("when", []))):
-            return 0
-        loop_var = check.get("loop_var", "item")
-        index_var = check.get("index_var")
-        items = self._templar.template(check["loop"]) if "loop" in check else [None]
+        """Evaluates one check, as Ansible runs a task: its loop is templated first, and `when`
+        holds for each element of it (it may name the element). Appends the message of each
+        failure; returns how many elements (or checks) were evaluated."""
+        when = conditions(check.get("when", []))
+        if "loop" not in check:
+            if not all(self._templar.evaluate_conditional(c) for c in when):
+                return 0
+            if not all(self._templar.evaluate_conditional(c) for c in conditions(check["that"])):
+                errors.append(" ".join(str(self._templar.template(check["msg"])).split()))
+            return 1
+        try:
+            items = self._templar.template(check["loop"])
+        except Exception:
+            # As in a task: a loop that cannot be templated is an error only where the check
+            # would run (`when: feature_enabled` guarding a loop over the feature's settings).
+            if not all(self._templar.evaluate_conditional(c) for c in when):
+                return 0
+            raise
         if not isinstance(items, list):
             raise AnsibleActionFail(f"check {number}: loop must give a list, not {items!r}")
+        loop_var = check.get("loop_var", "item")
+        index_var = check.get("index_var")
+        evaluated = 0
         for index, item in enumerate(items):
-            local = {} if "loop" not in check else {loop_var: item}
-            if index_var:
-                local[index_var] = index
-            templar = self._templar
-            if local:
-                templar = templar.copy_with_new_env(available_variables={**templar.available_variables, **local})
+            local = {loop_var: item, **({index_var: index} if index_var else {})}
+            templar = self._templar.copy_with_new_env(
+                available_variables={**self._templar.available_variables, **local}
+            )
+            if not all(templar.evaluate_conditional(c) for c in when):
+                continue
+            evaluated += 1
             if not all(templar.evaluate_conditional(c) for c in conditions(check["that"])):
                 errors.append(" ".join(str(templar.template(check["msg"])).split()))
-        return len(items)
+        return evaluated

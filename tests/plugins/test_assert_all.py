@@ -151,3 +151,31 @@ def test_a_check_that_cannot_be_evaluated_fails_the_task_when_nothing_failed_bef
     failed = result(run)
     assert "failures" not in failed
     assert "no_such_variable" in failed["msg"]
+
+
+def test_when_holds_for_each_element_of_the_loop(tmp_path: Path) -> None:
+    """As on a looped task, `when` may name the loop's element: it is evaluated for each."""
+    run = run_checks(
+        tmp_path,
+        """\
+        - that: item is match('/')
+          msg: "{{ item }} is relative"
+          loop: "{{ dirs }}"
+          when: item != 'relative'
+        """,
+    )
+    assert run.returncode != 0
+    assert result(run)["failures"] == ["also-relative is relative"]
+
+
+def test_a_loop_that_cannot_be_templated_is_skipped_where_the_check_would_not_run(tmp_path: Path) -> None:
+    run = run_checks(
+        tmp_path,
+        """\
+        - that: item is match('/')
+          msg: "{{ item }} is relative"
+          loop: "{{ no_such_settings.dirs }}"
+          when: not enabled
+        """,
+    )
+    assert run.returncode == 0, run.tail()
