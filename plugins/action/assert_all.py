@@ -2,8 +2,8 @@
 
 Each role checks its input before a host changes, with one `ansible.builtin.assert` task per
 check. Every task costs the controller a worker process and a round of templating (about
-70 ms of CPU per task and host, measured), so a run spent a third of its tasks on checks that
-each read a few variables. This action runs a role's checks as one task, with the semantics of
+50 ms of CPU per task and host, measured), and a third of a run's tasks were checks that each
+read a few variables. This action runs a role's checks as one task, with the semantics of
 the asserts it replaces: each check has its conditions (`that`), its own message (`msg`,
 templated only when the check fails), and may have a condition to run at all (`when`) and a
 list to run over (`loop`, with `loop_var` and `index_var`). Unlike a chain of asserts it
