@@ -82,11 +82,7 @@ class ActionModule(ActionBase):
         failure; returns how many elements (or checks) were evaluated."""
         when = conditions(check.get("when", []))
         if "loop" not in check:
-            if not all(self._templar.evaluate_conditional(c) for c in when):
-                return 0
-            if not all(self._templar.evaluate_conditional(c) for c in conditions(check["that"])):
-                errors.append(" ".join(str(self._templar.template(check["msg"])).split()))
-            return 1
+            return self._run_check(self._templar, check, when, errors)
         try:
             items = self._templar.template(check["loop"])
         except Exception:
@@ -105,9 +101,15 @@ class ActionModule(ActionBase):
             templar = self._templar.copy_with_new_env(
                 available_variables={**self._templar.available_variables, **local}
             )
-            if not all(templar.evaluate_conditional(c) for c in when):
-                continue
-            evaluated += 1
-            if not all(templar.evaluate_conditional(c) for c in conditions(check["that"])):
-                errors.append(" ".join(str(templar.template(check["msg"])).split()))
+            evaluated += self._run_check(templar, check, when, errors)
         return evaluated
+
+    @staticmethod
+    def _run_check(templar: Any, check: Mapping[str, Any], when: list[Any], errors: list[str]) -> int:
+        """One check (or one element of its loop) under TEMPLAR: 0 where `when` does not hold,
+        else 1, with the templated message appended to ERRORS if a condition fails."""
+        if not all(templar.evaluate_conditional(c) for c in when):
+            return 0
+        if not all(templar.evaluate_conditional(c) for c in conditions(check["that"])):
+            errors.append(" ".join(str(templar.template(check["msg"])).split()))
+        return 1
