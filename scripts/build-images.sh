@@ -145,7 +145,28 @@ if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
   "$ROOT/scripts/engine.sh" images
 fi
 
-built=()
+# Two builds at a time: most of a build is apt and dpkg inside the container, waiting on
+# the network or the disk as often as on a core. Each one's output is printed once all
+# are done, in the order above.
+JOBS=${MLOPS_BUILD_JOBS:-2}
+out=$(mktemp -d)
+trap 'rm -rf "${VENDOR_TMP:-/nonexistent}" "$out"' EXIT
+build_one() {
+  local tag=$1 context=$2 dockerfile=$3 t0 log
+  t0=$(date +%s)
+  log=$(mktemp)
+  echo "==> $tag ($context/$dockerfile)"
+  if ! docker build --pull=false -f "$ROOT/$context/$dockerfile" -t "$tag" "$ROOT/$context" >"$log" 2>&1; then
+    tail -n 40 "$log"
+    rm -f "$log"
+    echo "error: building $tag failed"
+    return 1
+  fi
+  rm -f "$log"
+  echo "    done in $(($(date +%s) - t0))s"
+}
+
+names=()
 for entry in "${IMAGES[@]}"; do
   IFS='|' read -r name tag context dockerfile <<<"$entry"
   selected "$name" || continue
@@ -158,19 +179,20 @@ for entry in "${IMAGES[@]}"; do
     exit 1
   fi
   if [ "$name" = inference-api ]; then vendor_swagger_ui; vendor_wheels; fi
-  echo "==> $tag ($context/$dockerfile)"
-  t0=$(date +%s)
-  log=$(mktemp)
-  if ! docker build --pull=false -f "$ROOT/$context/$dockerfile" -t "$tag" "$ROOT/$context" >"$log" 2>&1; then
-    tail -n 40 "$log" >&2
-    rm -f "$log"
-    echo "error: building $tag failed" >&2
-    exit 1
-  fi
-  rm -f "$log"
-  echo "    done in $(($(date +%s) - t0))s"
-  built+=("$tag")
+  while (($(jobs -rp | wc -l) >= JOBS)); do wait -n || true; done
+  (if build_one "$tag" "$context" "$dockerfile" >"$out/$name.log" 2>&1; then echo 0; else echo 1; fi >"$out/$name.rc") &
+  names+=("$name|$tag")
 done
+wait
+
+built=()
+failed=0
+for entry in "${names[@]}"; do
+  IFS='|' read -r name tag <<<"$entry"
+  cat "$out/$name.log"
+  if [ "$(cat "$out/$name.rc")" = 0 ]; then built+=("$tag"); else failed=1; fi
+done
+((failed == 0)) || { echo "error: an image failed to build (above)" >&2; exit 1; }
 
 echo "==> image sizes"
 total=0
