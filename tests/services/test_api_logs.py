@@ -179,6 +179,27 @@ def test_request_id_is_kept_only_when_it_looks_like_a_token(keyed: TestClient, l
     assert len(ids) == 2 and all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
 
 
+def test_every_log_line_is_one_json_object_whatever_its_values() -> None:
+    """The formatter writes with orjson; values orjson cannot write (an integer beyond 64
+    bits, an object of no JSON type) still give a line of JSON, never a logging error."""
+    formatter = JsonFormatter()
+    fields: dict[Any, Any] = {"text": "Zürich", "big": 2**70, "path": Path("/x"), 3: "non-str key"}
+    record = logging.LogRecord("mlops_inference", logging.INFO, __file__, 1, "naïve", None, None)
+    record.fields = fields
+    line = formatter.format(record)
+    assert "\n" not in line
+    doc = json.loads(line)
+    assert (doc["msg"], doc["text"], doc["big"], doc["path"], doc["3"]) == (
+        "naïve",
+        "Zürich",
+        2**70,
+        "/x",
+        "non-str key",
+    )
+    del fields["big"]
+    assert json.loads(formatter.format(record))["path"] == "/x"
+
+
 def test_unknown_paths_and_query_strings_are_not_logged(keyed: TestClient, log_lines: io.StringIO) -> None:
     assert keyed.post(f"/predict/{MARKER_TEXT}", content=b"{}", headers=JSON).status_code == 404
     keyed.get(f"/health?patient={MARKER_TEXT}")

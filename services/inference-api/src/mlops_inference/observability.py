@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -87,7 +88,13 @@ class JsonFormatter(logging.Formatter):
             payload.update(fields)
         if record.exc_info:
             payload["exc"] = self.formatException(record.exc_info)
-        return json.dumps(payload, separators=(",", ":"), default=str)
+        # orjson, as for the answers: a prediction's line took 17 us with the json module, 1.5
+        # with orjson (every request writes one). It refuses integers beyond 64 bits, which
+        # the json module writes.
+        try:
+            return orjson.dumps(payload, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+        except orjson.JSONEncodeError:
+            return json.dumps(payload, separators=(",", ":"), default=str)
 
 
 def configure_logging(level: str) -> None:
