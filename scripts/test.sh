@@ -17,16 +17,11 @@ export ANSIBLE_FORCE_COLOR=0 PY_COLORS=0 ANSIBLE_NOCOLOR=1 NO_COLOR=1
 LOGS=${MLOPS_TEST_LOGS:-$ROOT/artifacts/logs}
 mkdir -p "$LOGS"
 
-# Everything after setup: the linters, the pytest suites, the project-level Molecule scenarios
-# (molecule/: the whole edge site, the fleet) and the role scenarios, the longest first so
-# that two lanes end close together (seconds in a fresh-clone run here: edge_stack 980, edge
-# 735, pytest 674, fleet 628, hardening 557, ..., lint 100).
-ALL_JOBS=(edge_stack edge pytest fleet hardening k3s pull docker model_release lint k8s_topology prometheus alertmanager grafana)
-ALL_SCENARIOS=()
-for job in "${ALL_JOBS[@]}"; do [[ $job == lint || $job == pytest ]] || ALL_SCENARIOS+=("$job"); done
-# Jobs run this many at a time: much of their time is apt downloads and waits, so two at
-# once finish sooner on two cores. Each scenario has its own container names
-# (MLOPS_MOLECULE_PREFIX); the pytest suites name theirs apart and publish random ports.
+# The project-level scenarios (molecule/: the whole edge site, the fleet) and the role
+# scenarios, the longest first so that two lanes end close together.
+ALL_SCENARIOS=(edge hardening k8s_topology edge_stack fleet pull docker k3s model_release alertmanager prometheus grafana)
+# Scenarios run this many at a time: much of their time is apt downloads and waits, so two
+# at once finish sooner on two cores. Each has its own container names (MLOPS_MOLECULE_PREFIX).
 JOBS=${MLOPS_TEST_JOBS:-2}
 
 passed=0 failed=0
@@ -80,45 +75,25 @@ molecule_scenario() {
   return $rc
 }
 
-# job_title JOB: how the summary names a job.
-job_title() {
-  case "$1" in
-    lint) echo "lint: yamllint, ansible-lint (production), ruff" ;;
-    pytest) echo "pytest: templates, services, policies, parity" ;;
-    *) echo "molecule: $1" ;;
-  esac
-}
-
-run_job() {
-  case "$1" in
-    lint) lint ;;
-    pytest) pytest_suites ;;
-    *) molecule_scenario "$1" ;;
-  esac
-}
-
-# Runs the jobs (lint, pytest, scenario names) JOBS at a time; each one's outcome and
-# duration land in a status file, read back in the order given so that the output and the
-# summary do not depend on which finished first.
-run_jobs() {
+# Runs the scenarios JOBS at a time; each one's outcome and duration land in a status file,
+# read back in the order given so the summary does not depend on which finished first.
+molecule_all() {
   local status_dir; status_dir=$(mktemp -d)
   for s in "$@"; do
     while (($(jobs -rp | wc -l) >= JOBS)); do wait -n || true; done
     (
       t0=$(date +%s)
-      if run_job "$s" >"$status_dir/$s.out" 2>&1; then r=PASS; else r=FAIL; fi
+      if molecule_scenario "$s" >"$status_dir/$s.out" 2>&1; then r=PASS; else r=FAIL; fi
       echo "$r $(($(date +%s) - t0))" >"$status_dir/$s.status"
     ) &
   done
   wait
-  local title
   for s in "$@"; do
     read -r r secs <"$status_dir/$s.status"
-    title=$(job_title "$s")
-    printf '\n==> %s (%s, %ss)\n' "$title" "$r" "$secs"
+    printf '\n==> molecule: %s (%s, %ss)\n' "$s" "$r" "$secs"
     cat "$status_dir/$s.out"
-    summary+=("$r  $(printf '%5ss' "$secs")  $title")
-    if [ "$r" = PASS ]; then passed=$((passed + 1)); else failed=$((failed + 1)); failures+=("$title"); fi
+    summary+=("$r  $(printf '%5ss' "$secs")  molecule: $s")
+    if [ "$r" = PASS ]; then passed=$((passed + 1)); else failed=$((failed + 1)); failures+=("molecule: $s"); fi
   done
   rm -rf "$status_dir"
 }
@@ -139,13 +114,12 @@ fi
 # shellcheck disable=SC1091
 source "$ROOT/.venv/bin/activate"
 case "$what" in
-  all) run_jobs "${ALL_JOBS[@]}" ;;
-  lint) run_step "$(job_title lint)" lint ;;
-  pytest) run_step "$(job_title pytest)" pytest_suites ;;
-  molecule)
+  all|lint) run_step "lint: yamllint, ansible-lint (production), ruff" lint ;;&
+  all|pytest) run_step "pytest: templates, services, policies, parity" pytest_suites ;;&
+  all|molecule)
     scenarios=("$@")
     ((${#scenarios[@]})) || scenarios=("${ALL_SCENARIOS[@]}")
-    run_jobs "${scenarios[@]}"
+    molecule_all "${scenarios[@]}"
     ;;
 esac
 
