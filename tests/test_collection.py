@@ -3,7 +3,8 @@
 The build runs on the working tree as it is after the other tests (virtual environments,
 image bundles, vendored assets and Molecule state around it): none of that may reach the
 tarball. The installed collection then runs its edge playbook from a directory outside the
-checkout, with only the installed copy on the collections path.
+checkout, with only the installed copy on the collections path. And the test command that CI
+runs leaves out no Molecule scenario.
 """
 
 from __future__ import annotations
@@ -96,3 +97,15 @@ def test_the_installed_collection_runs_its_edge_playbook(tarball: Path, tmp_path
     assert "failed:" not in before_contact.rsplit("TASK [", 1)[0], before_contact[-3000:]
     assert "fatal: [edge-missing]" in first_failure, first_failure
     assert "UNREACHABLE" in output, output[-3000:]
+
+
+def test_the_test_command_runs_every_molecule_scenario() -> None:
+    """scripts/test.sh (the README's test command, CI's) lists the scenarios by name: one
+    missing from that list would never run."""
+    script = (ROOT / "scripts/test.sh").read_text()
+    line = next(line for line in script.splitlines() if line.startswith("ALL_SCENARIOS=("))
+    listed = line.removeprefix("ALL_SCENARIOS=(").removesuffix(")").split()
+    scenarios = {p.parent.name for p in (ROOT / "molecule").glob("*/molecule.yml")}
+    scenarios |= {p.parents[2].name for p in (ROOT / "roles").glob("*/molecule/default/molecule.yml")}
+    assert len(listed) == len(set(listed))
+    assert set(listed) == scenarios
