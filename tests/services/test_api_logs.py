@@ -180,8 +180,8 @@ def test_request_id_is_kept_only_when_it_looks_like_a_token(keyed: TestClient, l
 
 
 def test_every_log_line_is_one_json_object_whatever_its_values() -> None:
-    """The formatter writes with orjson; values orjson cannot write (an integer beyond 64
-    bits, an object of no JSON type) still give a line of JSON, never a logging error."""
+    """The formatter writes with orjson, an object of no JSON type as its str(); an integer
+    beyond 64 bits, which orjson refuses, still gives a line of JSON, never a logging error."""
     formatter = JsonFormatter()
     fields: dict[Any, Any] = {"text": "Zürich", "big": 2**70, "path": Path("/x"), 3: "non-str key"}
     record = logging.LogRecord("mlops_inference", logging.INFO, __file__, 1, "naïve", None, None)
