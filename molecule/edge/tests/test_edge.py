@@ -5,8 +5,8 @@ loopback ports of this machine; everything below talks to 127.0.0.1 only. The fr
 asked over HTTPS, trusting the site CA the run created (and nothing else), with the API key
 it generated.
 
-The last test (marked `rerun`, which mlops_testkit's plugin runs after every other test, and
-defined last here as well) runs the site again: it recreates Prometheus and restores it.
+That a recreated Prometheus keeps its stored series is the edge_stack scenario's (its
+upgrade test recreates the container twice and reads a sample of the first process back).
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from typing import Any
 import pytest
 import requests
 import yaml
-from mlops_testkit.ansible import scenario_playbook
 
 HOST = f"{os.environ.get('MLOPS_MOLECULE_PREFIX', 'mlops')}-edge-site"
 testinfra_hosts = [f"ansible://{HOST}"]
@@ -168,73 +167,3 @@ def test_containers_run_as_non_root_with_nothing_extra(host: Any) -> None:
         assert info["HostConfig"]["CapDrop"] == ["ALL"], name
         assert "no-new-privileges:true" in info["HostConfig"]["SecurityOpt"], name
         assert info["State"]["Health"]["Status"] == "healthy", name
-
-
-# Prometheus's own start time, as it scrapes itself: a series whose value names the process
-# that wrote it, so a sample read back after a restart shows which process stored it.
-START_TIME = 'process_start_time_seconds{job="prometheus"}'
-PROMETHEUS_CONTAINER = "mlops-prometheus"
-
-
-def instant(prometheus: str, query: str, at: str | None = None) -> list[dict[str, Any]]:
-    """An instant query, at `at` (a Unix time as Prometheus printed it) or now."""
-    params = {"query": query, **({"time": at} if at else {})}
-    r = requests.get(f"{prometheus}/api/v1/query", params=params, timeout=10)
-    r.raise_for_status()
-    result: list[dict[str, Any]] = r.json()["data"]["result"]
-    return result
-
-
-def start_time_sample(prometheus: str) -> tuple[str, str]:
-    """(evaluation time, value) of the start-time series now; fails while there is no sample."""
-    result = instant(prometheus, START_TIME)
-    assert len(result) == 1, result
-    at, value = result[0]["value"]
-    return str(at), str(value)
-
-
-def stored_values(prometheus: str, at: str) -> list[str]:
-    """The start-time series' values at an earlier time: read from the store, as printed.
-    (Compared as Prometheus prints them: the same stored sample prints the same everywhere.)"""
-    return [str(s["value"][1]) for s in instant(prometheus, START_TIME, at=at)]
-
-
-def container_id(host: Any) -> str:
-    return str(json.loads(host.check_output(f"docker inspect {PROMETHEUS_CONTAINER}"))[0]["Id"])
-
-
-def rerun_site(host: Any, prometheus: str, *args: str, started_before: str) -> str:
-    """Converge again with ARGS; Prometheus must be recreated and up with a new process.
-    Returns the new process's start time, once it has scraped itself."""
-    before = container_id(host)
-    run = scenario_playbook("converge.yml", *args, timeout=1800)
-    assert run.returncode == 0, run.tail()
-    assert container_id(host) != before, "Prometheus was not recreated: the test would prove nothing"
-
-    def new_process() -> str:
-        _at, value = start_time_sample(prometheus)
-        assert value != started_before, "no sample of the new Prometheus process yet"
-        return value
-
-    return str(eventually(new_process, 180))
-
-
-@pytest.mark.rerun
-def test_prometheus_series_survive_a_recreated_container_and_the_reruns(host: Any, prometheus: str) -> None:
-    """A sample stored before Prometheus is recreated (a changed flag, then the scenario's own
-    variables again) is read back afterwards, from the prometheus-data volume, by later processes."""
-    marked_at, started = eventually(lambda: start_time_sample(prometheus))
-
-    # A changed flag recreates the container (an upgrade does the same): new process, same volume.
-    first = rerun_site(host, prometheus, "-e", "prometheus_retention_time=13d", started_before=started)
-    flags = requests.get(f"{prometheus}/api/v1/status/flags", timeout=10).json()["data"]
-    assert flags["storage.tsdb.retention.time"] == "13d"
-    assert first != started
-    assert stored_values(prometheus, marked_at) == [started], f"{START_TIME} at {marked_at} lost after a recreate"
-
-    # Back to the scenario's own variables: recreated once more, the first sample still there.
-    second = rerun_site(host, prometheus, started_before=first)
-    flags = requests.get(f"{prometheus}/api/v1/status/flags", timeout=10).json()["data"]
-    assert flags["storage.tsdb.retention.time"] == "12d"
-    assert second != started
-    assert stored_values(prometheus, marked_at) == [started], f"{START_TIME} at {marked_at} lost after the re-runs"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -57,18 +56,6 @@ def converge(*extra: str) -> tuple[int, str]:
     """Runs the scenario's converge playbook again, with extra ansible-playbook arguments."""
     run = scenario_playbook("converge.yml", *extra, timeout=1500)
     return run.returncode, run.output
-
-
-def controller_image_ids() -> dict[str, str]:
-    """Image IDs of the enabled services' images on the controller (what the bundles carry)."""
-    ids: dict[str, str] = {}
-    for service in ENABLED:
-        ref = CATALOGUE["mlops_images"][service]
-        run = subprocess.run(
-            ["docker", "image", "inspect", "--format", "{{.Id}}", ref], capture_output=True, text=True, check=True
-        )
-        ids[service] = run.stdout.strip()
-    return ids
 
 
 def changed(output: str) -> int:
