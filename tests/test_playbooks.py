@@ -9,6 +9,7 @@ the run would stop at its first host contact on this machine instead of a real a
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -189,3 +190,65 @@ def test_valid_input_passes_every_check_that_reads_only_variables(tmp_path: Path
     assert "ok: [k3s-server-1.hospital.example]" in before_contact, run.tail(3000)
     assert "failed:" not in before_contact and "fatal:" not in before_contact, before_contact[-3000:]
     assert "UNREACHABLE" in contact, contact[-3000:]
+
+
+# ------------------------------------------------- which host checks the input of which role
+
+
+def roles_run_by(role: str) -> set[str]:
+    """ROLE and every role its tasks include or import by a literal name, all the way down."""
+    found, todo = set(), [role]
+    while todo:
+        name = todo.pop().removeprefix("mlops.infra.")
+        if name in found:
+            continue
+        found.add(name)
+        for tasks in (ROOT / "roles" / name / "tasks").glob("*.yml"):
+            for task in yaml.safe_load(tasks.read_text()) or []:
+                for key in ("ansible.builtin.include_role", "ansible.builtin.import_role"):
+                    included = (task.get(key) or {}).get("name", "")
+                    if included and "{{" not in included:
+                        todo.append(included)
+    return found
+
+
+def plays_of(playbook: Path) -> list[dict[str, Any]]:
+    """The plays of PLAYBOOK with those of the playbooks it imports, in order."""
+    plays: list[dict[str, Any]] = []
+    for play in yaml.safe_load(playbook.read_text()):
+        imported = play.get("ansible.builtin.import_playbook")
+        plays += plays_of(playbook.parent / imported) if imported else [play]
+    return plays
+
+
+@pytest.mark.parametrize("playbook", ["playbooks/edge.yml", "playbooks/prod.yml"])
+def test_every_role_a_host_runs_has_its_input_checked_on_that_host(playbook: str) -> None:
+    """The input-check play runs the checks of every role (and of the roles it includes) that a
+    later play runs: for all of its hosts, or, under `when: inventory_hostname in groups['G']`,
+    for group G, where every later play that runs the role has exactly G as its hosts."""
+    checks, *later = plays_of(ROOT / playbook)
+    checked: dict[str | None, set[str]] = {}
+    for task in checks["tasks"]:
+        if task.get("ansible.builtin.include_tasks") == "tasks/preflight-roles.yml":
+            when = task.get("when")
+            group = None
+            if when:
+                match = re.fullmatch(r"inventory_hostname in groups\['(\w+)'\]", when)
+                assert match, f"{playbook}: a condition the test cannot read: {when!r}"
+                group = match[1]
+            checked.setdefault(group, set()).update(task["vars"]["mlops_preflight_roles"])
+    assert checked.get(None), f"{playbook}: no input check runs on every host"
+    has_checks = {p.parent.parent.name for p in (ROOT / "roles").glob("*/tasks/preflight.yml")} - {"mlops"}
+    for play in later:
+        ran = set().union(*(roles_run_by(r["role"]) for r in play.get("roles", [])))
+        for role in sorted(ran & has_checks):
+            where = {None} | ({play["hosts"]} if play["hosts"] in checked else set())
+            assert any(role in checked[g] for g in where if g in checked), (
+                f"{playbook}: play {play['name']!r} runs role {role} on {play['hosts']}, "
+                f"which no input check of the first play covers"
+            )
+    # And the converse: no host checks a role that no later play runs on it.
+    for group, roles in checked.items():
+        hosts = [p for p in later if group is None or p["hosts"] == group]
+        ran_there = set().union(*(roles_run_by(r["role"]) for p in hosts for r in p.get("roles", [])))
+        assert roles <= ran_there, f"{playbook}: {group or 'every host'} checks {sorted(roles - ran_there)}, never run"
