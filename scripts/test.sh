@@ -18,8 +18,9 @@ LOGS=${MLOPS_TEST_LOGS:-$ROOT/artifacts/logs}
 mkdir -p "$LOGS"
 
 # The project-level scenarios (molecule/: the whole edge site, the fleet) and the role
-# scenarios, the longest first so that two lanes end close together.
-ALL_SCENARIOS=(edge hardening k8s_topology edge_stack fleet pull docker k3s model_release alertmanager prometheus grafana)
+# scenarios, the longest first (durations of a fresh-clone run, BENCHMARKS.md) so that two
+# lanes end close together.
+ALL_SCENARIOS=(edge_stack fleet edge hardening k3s pull docker model_release k8s_topology prometheus alertmanager grafana)
 # Scenarios run this many at a time: much of their time is apt downloads and waits, so two
 # at once finish sooner on two cores. Each has its own container names (MLOPS_MOLECULE_PREFIX).
 JOBS=${MLOPS_TEST_JOBS:-2}
@@ -41,6 +42,32 @@ run_step() {
 
 setup() {
   bash scripts/engine.sh all && bash scripts/build-images.sh
+}
+
+# A whole run builds the images and lints side by side: the linters need the toolchain
+# alone, and the image builds are mostly waits on apt and the Docker Engine. The lint step
+# is reported after the images, with its own outcome, duration and output.
+setup_and_lint() {
+  run_step "setup: toolchain, Docker Engine" bash scripts/engine.sh all
+  ((failed == 0)) || return
+  local lint_out; lint_out=$(mktemp)
+  (
+    # shellcheck disable=SC1091
+    source "$ROOT/.venv/bin/activate"
+    t0=$(date +%s)
+    if lint >"$lint_out" 2>&1; then r=PASS; else r=FAIL; fi
+    echo "$r $(($(date +%s) - t0))" >"$lint_out.status"
+  ) &
+  local lint_pid=$!
+  run_step "setup: images" bash scripts/build-images.sh
+  wait "$lint_pid"
+  local r secs
+  read -r r secs <"$lint_out.status"
+  printf '\n==> lint: yamllint, ansible-lint (production), ruff (beside the images; %s, %ss)\n' "$r" "$secs"
+  cat "$lint_out"
+  summary+=("$r  $(printf '%5ss' "$secs")  lint: yamllint, ansible-lint (production), ruff")
+  if [ "$r" = PASS ]; then passed=$((passed + 1)); else failed=$((failed + 1)); failures+=("lint"); fi
+  rm -f "$lint_out" "$lint_out.status"
 }
 
 lint() {
@@ -107,14 +134,21 @@ case "$what" in
 esac
 
 t_start=$(date +%s)
-if [ "$what" = all ] || [ "$what" = setup ]; then
+if [ "$what" = all ]; then
+  setup_and_lint
+elif [ "$what" = setup ]; then
   run_step "setup: toolchain, Docker Engine, images" setup
-  if ((failed)); then echo "setup failed; nothing else can run" >&2; exit 1; fi
+fi
+if [ "$what" = all ] || [ "$what" = setup ]; then
+  # A failed lint does not stop the tests; a failed setup does.
+  for f in "${failures[@]}"; do
+    [ "$f" = lint ] || { echo "setup failed; nothing else can run" >&2; exit 1; }
+  done
 fi
 # shellcheck disable=SC1091
 source "$ROOT/.venv/bin/activate"
 case "$what" in
-  all|lint) run_step "lint: yamllint, ansible-lint (production), ruff" lint ;;&
+  lint) run_step "lint: yamllint, ansible-lint (production), ruff" lint ;;&
   all|pytest) run_step "pytest: templates, services, policies, parity" pytest_suites ;;&
   all|molecule)
     scenarios=("$@")
