@@ -18,7 +18,7 @@ LOGS=${MLOPS_TEST_LOGS:-$ROOT/artifacts/logs}
 mkdir -p "$LOGS"
 
 # The project-level scenarios (molecule/: the whole edge site, the fleet) and the role
-# scenarios, the longest first (durations of a fresh-clone run, BENCHMARKS.md) so that two
+# scenarios, the longest first (durations of a fresh-clone run, README.md) so that two
 # lanes end close together.
 ALL_SCENARIOS=(edge_stack fleet edge hardening k3s pull docker model_release k8s_topology prometheus alertmanager grafana)
 # Scenarios run this many at a time: much of their time is apt downloads and waits, so two

@@ -112,7 +112,8 @@ def test_upgrade_keeps_data_and_reloads_a_drifted_image(host: Any) -> None:
     process stored survive, the API image is loaded again from its bundle and its container
     recreated on the built image. A second run, back to the scenario's variables, recreates
     Prometheus once more and the same sample is read back again. (That a re-run after such
-    recreates changes nothing is test_rollout's, whose first re-run follows these.)"""
+    recreates changes nothing is test_rollout's test_a_rerun_of_the_live_release_changes_nothing,
+    which runs after these.)"""
     prometheus = ENABLED["prometheus"]["container_name"]
     api = ENABLED["inference-api"]["container_name"]
     host.check_output(f"echo persisted > {MARKER}")
