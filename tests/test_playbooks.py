@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 from mlops_testkit import ROOT
-from mlops_testkit.ansible import INPUT_ENV, PlaybookRun, run_playbook
+from mlops_testkit.ansible import INPUT_ENV, PlaybookRun, run_playbook, tasks_of
 from mlops_testkit.testhosts import DOCKER_CONNECTION
 
 
@@ -203,13 +203,17 @@ def roles_run_by(role: str) -> set[str]:
         if name in found:
             continue
         found.add(name)
-        for tasks in (ROOT / "roles" / name / "tasks").glob("*.yml"):
-            for task in yaml.safe_load(tasks.read_text()) or []:
-                for key in ("ansible.builtin.include_role", "ansible.builtin.import_role"):
-                    included = (task.get(key) or {}).get("name", "")
-                    if included and "{{" not in included:
-                        todo.append(included)
+        for _file, task, _no_log in tasks_of(name):
+            for key in ("ansible.builtin.include_role", "ansible.builtin.import_role"):
+                included = (task.get(key) or {}).get("name", "")
+                if included and "{{" not in included:
+                    todo.append(included)
     return found
+
+
+def roles_of(play: dict[str, Any]) -> set[str]:
+    """The roles a play runs, with those they include."""
+    return set().union(*(roles_run_by(r["role"]) for r in play.get("roles", [])))
 
 
 def plays_of(playbook: Path) -> list[dict[str, Any]]:
@@ -240,15 +244,12 @@ def test_every_role_a_host_runs_has_its_input_checked_on_that_host(playbook: str
     assert checked.get(None), f"{playbook}: no input check runs on every host"
     has_checks = {p.parent.parent.name for p in (ROOT / "roles").glob("*/tasks/preflight.yml")} - {"mlops"}
     for play in later:
-        ran = set().union(*(roles_run_by(r["role"]) for r in play.get("roles", [])))
-        for role in sorted(ran & has_checks):
-            where = {None} | ({play["hosts"]} if play["hosts"] in checked else set())
-            assert any(role in checked[g] for g in where if g in checked), (
+        for role in sorted(roles_of(play) & has_checks):
+            assert any(role in checked.get(g, set()) for g in (None, play["hosts"])), (
                 f"{playbook}: play {play['name']!r} runs role {role} on {play['hosts']}, "
                 f"which no input check of the first play covers"
             )
     # And the converse: no host checks a role that no later play runs on it.
     for group, roles in checked.items():
-        hosts = [p for p in later if group is None or p["hosts"] == group]
-        ran_there = set().union(*(roles_run_by(r["role"]) for p in hosts for r in p.get("roles", [])))
+        ran_there = set().union(*(roles_of(p) for p in later if group is None or p["hosts"] == group))
         assert roles <= ran_there, f"{playbook}: {group or 'every host'} checks {sorted(roles - ran_there)}, never run"

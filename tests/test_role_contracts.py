@@ -30,6 +30,7 @@ from typing import Any
 import pytest
 import yaml
 from mlops_testkit import ROOT
+from mlops_testkit.ansible import tasks_of
 
 ROLES = sorted(p.name for p in (ROOT / "roles").iterdir() if (p / "defaults" / "main.yml").is_file())
 CATALOGUE_ROLE = "mlops"
@@ -167,25 +168,6 @@ def test_secrets_are_no_log_in_every_entry_point(role: str) -> None:
         if name in options and options[name].get("no_log") is not True
     ]
     assert not problems, "\n".join(problems)
-
-
-def tasks_of(role: str) -> list[tuple[str, dict[str, Any], bool]]:
-    """(file, task, no_log inherited from an enclosing block) for every task of tasks/ and handlers/."""
-    found: list[tuple[str, dict[str, Any], bool]] = []
-
-    def walk(file: str, tasks: list[dict[str, Any]], inherited: bool) -> None:
-        for task in tasks or []:
-            no_log = inherited or task.get("no_log") is True
-            if any(key in task for key in ("block", "rescue", "always")):
-                for key in ("block", "rescue", "always"):
-                    walk(file, task.get(key) or [], no_log)
-            else:
-                found.append((file, task, no_log))
-
-    for directory in ("tasks", "handlers"):
-        for path in sorted((ROOT / "roles" / role / directory).glob("*.yml")):
-            walk(f"{directory}/{path.name}", yaml.safe_load(path.read_text()) or [], False)
-    return found
 
 
 # Tasks that hand no value to a module's output: an assert (and mlops.infra.assert_all, several

@@ -1,7 +1,7 @@
 """The project's test helpers, in one place.
 
 - `mlops_testkit.ansible`: run ansible-playbook (against any inventory, or the current Molecule
-  scenario's) and read its play recap.
+  scenario's) and read its play recap; read the tasks of a role.
 - `mlops_testkit.testhosts`: start and remove systemd test host containers with the shared
   Molecule platform settings (.config/molecule/config.yml).
 - `mlops_testkit.pytest_plugin`: the skip policy, loaded by every pytest run of this

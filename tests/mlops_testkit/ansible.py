@@ -252,3 +252,22 @@ def scenario_playbook(
         timeout=timeout,
         json_results=json_results,
     )
+
+
+def tasks_of(role: str) -> list[tuple[str, dict[str, Any], bool]]:
+    """(file, task, no_log inherited from an enclosing block) for every task of tasks/ and handlers/."""
+    found: list[tuple[str, dict[str, Any], bool]] = []
+
+    def walk(file: str, tasks: list[dict[str, Any]], inherited: bool) -> None:
+        for task in tasks or []:
+            no_log = inherited or task.get("no_log") is True
+            if any(key in task for key in ("block", "rescue", "always")):
+                for key in ("block", "rescue", "always"):
+                    walk(file, task.get(key) or [], no_log)
+            else:
+                found.append((file, task, no_log))
+
+    for directory in ("tasks", "handlers"):
+        for path in sorted((ROOT / "roles" / role / directory).glob("*.yml")):
+            walk(f"{directory}/{path.name}", yaml.safe_load(path.read_text()) or [], False)
+    return found
