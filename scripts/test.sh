@@ -25,19 +25,45 @@ ALL_SCENARIOS=(edge_stack fleet edge hardening k3s pull docker model_release k8s
 # at once finish sooner on two cores. Each has its own container names (MLOPS_MOLECULE_PREFIX).
 JOBS=${MLOPS_TEST_JOBS:-2}
 
+LINT_TITLE="lint: yamllint, ansible-lint (production), ruff"
+PYTEST_TITLE="pytest: templates, services, policies, parity"
+
 passed=0 failed=0
 failures=()
 summary=()
 
+# record PASS|FAIL SECONDS TITLE: a step's line of the summary, and the counts.
+record() {
+  summary+=("$1  $(printf '%5ss' "$2")  $3")
+  if [ "$1" = PASS ]; then passed=$((passed + 1)); else failed=$((failed + 1)); failures+=("$3"); fi
+}
+
+# run_step TITLE COMMAND...: runs COMMAND in the foreground and records it; its status is COMMAND's.
 run_step() {
-  local name=$1; shift
-  local t0; t0=$(date +%s)
+  local name=$1 t0 rc; shift
+  t0=$(date +%s)
   printf '\n==> %s\n' "$name"
-  if "$@"; then
-    passed=$((passed + 1)); summary+=("PASS  $(printf '%5ss' $(($(date +%s) - t0)))  $name")
-  else
-    failed=$((failed + 1)); failures+=("$name"); summary+=("FAIL  $(printf '%5ss' $(($(date +%s) - t0)))  $name")
-  fi
+  "$@"; rc=$?
+  if ((rc == 0)); then record PASS $(($(date +%s) - t0)) "$name"; else record FAIL $(($(date +%s) - t0)) "$name"; fi
+  return $rc
+}
+
+# timed_job DIR NAME COMMAND...: runs COMMAND (meant for the background) with its output in
+# DIR/NAME.out, and writes its outcome and duration to DIR/NAME.status.
+timed_job() {
+  local dir=$1 name=$2 t0 r; shift 2
+  t0=$(date +%s)
+  if "$@" >"$dir/$name.out" 2>&1; then r=PASS; else r=FAIL; fi
+  echo "$r $(($(date +%s) - t0))" >"$dir/$name.status"
+}
+
+# report_job DIR NAME TITLE: prints a finished timed_job's outcome and output, and records it.
+report_job() {
+  local r secs
+  read -r r secs <"$1/$2.status"
+  printf '\n==> %s (%s, %ss)\n' "$3" "$r" "$secs"
+  cat "$1/$2.out"
+  record "$r" "$secs" "$3"
 }
 
 setup() {
@@ -47,27 +73,18 @@ setup() {
 # A whole run builds the images and lints side by side: the linters need the toolchain
 # alone, and the image builds are mostly waits on apt and the Docker Engine. The lint step
 # is reported after the images, with its own outcome, duration and output.
+# Its status is the setup's: a failed lint is recorded, and the tests still run.
 setup_and_lint() {
-  run_step "setup: toolchain, Docker Engine" bash scripts/engine.sh all
-  ((failed == 0)) || return
-  local lint_out; lint_out=$(mktemp)
-  (
-    # shellcheck disable=SC1091
-    source "$ROOT/.venv/bin/activate"
-    t0=$(date +%s)
-    if lint >"$lint_out" 2>&1; then r=PASS; else r=FAIL; fi
-    echo "$r $(($(date +%s) - t0))" >"$lint_out.status"
-  ) &
-  local lint_pid=$!
-  run_step "setup: images" bash scripts/build-images.sh
-  wait "$lint_pid"
-  local r secs
-  read -r r secs <"$lint_out.status"
-  printf '\n==> lint: yamllint, ansible-lint (production), ruff (beside the images; %s, %ss)\n' "$r" "$secs"
-  cat "$lint_out"
-  summary+=("$r  $(printf '%5ss' "$secs")  lint: yamllint, ansible-lint (production), ruff")
-  if [ "$r" = PASS ]; then passed=$((passed + 1)); else failed=$((failed + 1)); failures+=("lint"); fi
-  rm -f "$lint_out" "$lint_out.status"
+  run_step "setup: toolchain, Docker Engine" bash scripts/engine.sh all || return
+  # shellcheck disable=SC1091
+  source "$ROOT/.venv/bin/activate"
+  local dir rc; dir=$(mktemp -d)
+  timed_job "$dir" lint lint &
+  run_step "setup: images" bash scripts/build-images.sh; rc=$?
+  wait
+  report_job "$dir" lint "$LINT_TITLE"
+  rm -rf "$dir"
+  return $rc
 }
 
 lint() {
@@ -110,20 +127,10 @@ molecule_all() {
   local status_dir; status_dir=$(mktemp -d)
   for s in "$@"; do
     while (($(jobs -rp | wc -l) >= JOBS)); do wait -n || true; done
-    (
-      t0=$(date +%s)
-      if molecule_scenario "$s" >"$status_dir/$s.out" 2>&1; then r=PASS; else r=FAIL; fi
-      echo "$r $(($(date +%s) - t0))" >"$status_dir/$s.status"
-    ) &
+    timed_job "$status_dir" "$s" molecule_scenario "$s" &
   done
   wait
-  for s in "$@"; do
-    read -r r secs <"$status_dir/$s.status"
-    printf '\n==> molecule: %s (%s, %ss)\n' "$s" "$r" "$secs"
-    cat "$status_dir/$s.out"
-    summary+=("$r  $(printf '%5ss' "$secs")  molecule: $s")
-    if [ "$r" = PASS ]; then passed=$((passed + 1)); else failed=$((failed + 1)); failures+=("molecule: $s"); fi
-  done
+  for s in "$@"; do report_job "$status_dir" "$s" "molecule: $s"; done
   rm -rf "$status_dir"
 }
 
@@ -136,22 +143,17 @@ case "$what" in
 esac
 
 t_start=$(date +%s)
+setup_failed() { echo "setup failed; nothing else can run" >&2; exit 1; }
 if [ "$what" = all ]; then
-  setup_and_lint
+  setup_and_lint || setup_failed
 elif [ "$what" = setup ]; then
-  run_step "setup: toolchain, Docker Engine, images" setup
-fi
-if [ "$what" = all ] || [ "$what" = setup ]; then
-  # A failed lint does not stop the tests; a failed setup does.
-  for f in "${failures[@]}"; do
-    [ "$f" = lint ] || { echo "setup failed; nothing else can run" >&2; exit 1; }
-  done
+  run_step "setup: toolchain, Docker Engine, images" setup || setup_failed
 fi
 # shellcheck disable=SC1091
 source "$ROOT/.venv/bin/activate"
 case "$what" in
-  lint) run_step "lint: yamllint, ansible-lint (production), ruff" lint ;;&
-  all|pytest) run_step "pytest: templates, services, policies, parity" pytest_suites ;;&
+  lint) run_step "$LINT_TITLE" lint ;;&
+  all|pytest) run_step "$PYTEST_TITLE" pytest_suites ;;&
   all|molecule)
     scenarios=("$@")
     ((${#scenarios[@]})) || scenarios=("${ALL_SCENARIOS[@]}")
