@@ -71,3 +71,53 @@ def test_without_mitogen_the_strategy_runs_plain_linear_and_says_so(tmp_path: Pa
     run, pids = parents(tmp_path, PYTHONPATH=str(hidden))
     assert FALLBACK_WARNING in run.output, run.tail()
     assert len(pids) == 2, run.tail()
+
+
+LOADED_FILTER = """\
+import sys
+
+
+class FilterModule:
+    def filters(self):
+        return {"loaded_collections": lambda _: sorted(m for m in sys.modules if m.count(".") == 2
+                                                        and m.startswith("ansible_collections."))}
+"""
+
+LOADED = """\
+- name: A task whose worker says which collection packages it inherited
+  hosts: all
+  gather_facts: false
+  tasks:
+    - name: Print the collection packages the worker has imported
+      ansible.builtin.debug:
+        msg: "loaded {{ 0 | loaded_collections | join(',') }}"
+"""
+
+
+def loaded_collections(tmp_path: Path, **env: str) -> set[str]:
+    """The collection packages a task's worker process has imported before its task runs."""
+    (tmp_path / "filter_plugins").mkdir()
+    (tmp_path / "filter_plugins" / "loaded.py").write_text(LOADED_FILTER)
+    playbook = tmp_path / "loaded.yml"
+    playbook.write_text(LOADED)
+    run = run_playbook(
+        playbook,
+        inventory="localhost,",
+        extra_vars={"ansible_connection": "local", "ansible_python_interpreter": sys.executable},
+        env={"ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), **env},
+        timeout=300,
+    )
+    assert run.returncode == 0, run.tail()
+    line = next(line for line in run.output.splitlines() if "loaded " in line)
+    return set(line.split("loaded ", 1)[1].strip(" '\"").split(","))
+
+
+def test_workers_inherit_the_collections_the_strategy_imported_before_they_forked(tmp_path: Path) -> None:
+    """Mitogen's planner lists every installed collection in each worker that runs a collection's
+    module, importing them all; the strategy does it once before the workers fork."""
+    assert {"ansible_collections.community.docker", "ansible_collections.ansible.posix"} <= loaded_collections(tmp_path)
+
+
+def test_ansible_s_own_strategy_leaves_the_collections_to_each_worker(tmp_path: Path) -> None:
+    """The control: without the strategy, a task that needs none of them finds them not imported."""
+    assert "ansible_collections.community.docker" not in loaded_collections(tmp_path, ANSIBLE_STRATEGY="linear")
