@@ -211,15 +211,20 @@ def roles_run_by(role: str) -> set[str]:
     return found
 
 
+def role_imports(play: dict[str, Any]) -> list[dict[str, Any]]:
+    """The arguments of every `import_role` among the play's tasks."""
+    sections = ("pre_tasks", "tasks", "post_tasks")
+    return [
+        t["ansible.builtin.import_role"]
+        for s in sections
+        for t in play.get(s, [])
+        if "ansible.builtin.import_role" in t
+    ]
+
+
 def roles_of(play: dict[str, Any]) -> set[str]:
     """The roles a play runs (its `roles:` and the roles its tasks import), with those they include."""
-    named = [r["role"] for r in play.get("roles", [])]
-    for section in ("pre_tasks", "tasks", "post_tasks"):
-        named += [
-            t["ansible.builtin.import_role"]["name"]
-            for t in play.get(section, [])
-            if "ansible.builtin.import_role" in t
-        ]
+    named = [r["role"] for r in play.get("roles", [])] + [i["name"] for i in role_imports(play)]
     return set().union(*(roles_run_by(name) for name in named))
 
 
@@ -253,9 +258,7 @@ def test_every_role_a_host_runs_has_its_input_checked_on_that_host(playbook: str
     for play in later:
         # A role imported with rolespec_validate: false relies on the first play for its argument_specs.
         unvalidated = {
-            t["ansible.builtin.import_role"]["name"].removeprefix("mlops.infra.")
-            for t in play.get("tasks", [])
-            if t.get("ansible.builtin.import_role", {}).get("rolespec_validate") is False
+            i["name"].removeprefix("mlops.infra.") for i in role_imports(play) if i.get("rolespec_validate") is False
         }
         for role in sorted(roles_of(play) & has_checks | unvalidated):
             assert any(role in checked.get(g, set()) for g in (None, play["hosts"])), (

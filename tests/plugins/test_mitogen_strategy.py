@@ -35,10 +35,11 @@ PARENTS = """\
 FALLBACK_WARNING = "the Python package mitogen is not installed on the controller"
 
 
-def parents(tmp_path: Path, **env: str) -> tuple[PlaybookRun, set[str]]:
-    """Runs the playbook with the project's ansible.cfg; returns the run and the parent PIDs."""
-    playbook = tmp_path / "parents.yml"
-    playbook.write_text(PARENTS)
+def run_and_read(tmp_path: Path, playbook_text: str, marker: str, **env: str) -> tuple[PlaybookRun, str]:
+    """Runs PLAYBOOK_TEXT on this machine with the project's ansible.cfg; returns the run and
+    what its output prints after MARKER."""
+    playbook = tmp_path / f"{marker}.yml"
+    playbook.write_text(playbook_text)
     run = run_playbook(
         playbook,
         inventory="localhost,",
@@ -47,8 +48,14 @@ def parents(tmp_path: Path, **env: str) -> tuple[PlaybookRun, set[str]]:
         timeout=300,
     )
     assert run.returncode == 0, run.tail()
-    line = next(line for line in run.output.splitlines() if "parents " in line)
-    return run, set(line.split("parents ", 1)[1].strip(" '\"").split())
+    line = next(line for line in run.output.splitlines() if f"{marker} " in line)
+    return run, line.split(f"{marker} ", 1)[1].strip(" '\"")
+
+
+def parents(tmp_path: Path, **env: str) -> tuple[PlaybookRun, set[str]]:
+    """Runs the two-task playbook; returns the run and the parent PIDs."""
+    run, value = run_and_read(tmp_path, PARENTS, "parents", **env)
+    return run, set(value.split())
 
 
 def test_the_project_runs_every_task_of_a_host_in_one_interpreter(tmp_path: Path) -> None:
@@ -98,18 +105,8 @@ def loaded_collections(tmp_path: Path, **env: str) -> set[str]:
     """The collection packages a task's worker process has imported before its task runs."""
     (tmp_path / "filter_plugins").mkdir()
     (tmp_path / "filter_plugins" / "loaded.py").write_text(LOADED_FILTER)
-    playbook = tmp_path / "loaded.yml"
-    playbook.write_text(LOADED)
-    run = run_playbook(
-        playbook,
-        inventory="localhost,",
-        extra_vars={"ansible_connection": "local", "ansible_python_interpreter": sys.executable},
-        env={"ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), **env},
-        timeout=300,
-    )
-    assert run.returncode == 0, run.tail()
-    line = next(line for line in run.output.splitlines() if "loaded " in line)
-    return set(line.split("loaded ", 1)[1].strip(" '\"").split(","))
+    _run, value = run_and_read(tmp_path, LOADED, "loaded", **env)
+    return set(value.split(","))
 
 
 def test_workers_inherit_the_collections_the_strategy_imported_before_they_forked(tmp_path: Path) -> None:
