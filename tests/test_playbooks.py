@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -269,3 +270,65 @@ def test_every_role_a_host_runs_has_its_input_checked_on_that_host(playbook: str
     for group, roles in checked.items():
         ran_there = set().union(*(roles_of(p) for p in later if group is None or p["hosts"] == group))
         assert roles <= ran_there, f"{playbook}: {group or 'every host'} checks {sorted(roles - ran_there)}, never run"
+
+
+# ------------------------------------------------------------------ facts, gathered once
+
+
+def facts_the_roles_read() -> set[str]:
+    """Every `ansible_facts.NAME` / `ansible_facts['NAME']` in the roles' tasks, vars, defaults
+    and templates, but those their own tasks or the connection set (getent, the interpreter)."""
+    pattern = re.compile(r"ansible_facts(?:\.|\[['\"])(\w+)")
+    names = {
+        name
+        for path in (ROOT / "roles").rglob("*")
+        if path.suffix in {".yml", ".j2"} and "molecule" not in path.parts
+        for name in pattern.findall(path.read_text())
+    }
+    return {n for n in names if not n.startswith("getent_")} - {"discovered_interpreter_python"}
+
+
+@pytest.mark.parametrize("playbook", ["playbooks/edge.yml", "playbooks/prod.yml"])
+def test_no_play_gathers_facts_and_the_host_checks_gather_what_the_roles_read(playbook: str, tmp_path: Path) -> None:
+    """A full gathering takes several times as long as the subset: no play gathers, the first
+    play's host checks gather the subset once, and that subset (gathered here, on this machine)
+    holds every fact a role reads."""
+    checks, *later = plays_of(ROOT / playbook)
+    gathering = [p["name"] for p in [checks, *later] if p.get("gather_facts", True) is not False]
+    assert gathering == [], f"{playbook}: these plays gather facts: {gathering}"
+    assert any(t.get("ansible.builtin.include_tasks") == "tasks/preflight-hosts.yml" for t in checks["tasks"])
+    host_checks = yaml.safe_load((ROOT / "playbooks/tasks/preflight-hosts.yml").read_text())
+    (setup,) = [t["ansible.builtin.setup"] for t in host_checks if "ansible.builtin.setup" in t]
+
+    facts = tmp_path / "facts.json"
+    (tmp_path / "gather.yml").write_text(
+        yaml.safe_dump(
+            [
+                {
+                    "name": "Gather the host checks' subset",
+                    "hosts": "localhost",
+                    "gather_facts": False,
+                    "tasks": [
+                        {"name": "Gather", "ansible.builtin.setup": setup},
+                        {
+                            "name": "Keep the names",
+                            "ansible.builtin.copy": {
+                                "content": "{{ ansible_facts | list | to_json }}",
+                                "dest": str(facts),
+                            },
+                        },
+                    ],
+                }
+            ]
+        )
+    )
+    run = run_playbook(
+        tmp_path / "gather.yml",
+        inventory="localhost,",
+        extra_vars={"ansible_connection": "local", "ansible_python_interpreter": sys.executable},
+    )
+    assert run.returncode == 0, run.tail()
+    read = facts_the_roles_read()
+    assert {"distribution", "architecture", "virtualization_type"} <= read  # the pattern finds them
+    missing = read - set(json.loads(facts.read_text()))
+    assert not missing, f"the roles read facts the subset {setup['gather_subset']} lacks: {sorted(missing)}"
