@@ -332,3 +332,19 @@ def test_no_play_gathers_facts_and_the_host_checks_gather_what_the_roles_read(pl
     assert {"distribution", "architecture", "virtualization_type"} <= read  # the pattern finds them
     missing = read - set(json.loads(facts.read_text()))
     assert not missing, f"the roles read facts the subset {setup['gather_subset']} lacks: {sorted(missing)}"
+
+
+def test_the_monitoring_handlers_run_before_the_stack_converges() -> None:
+    """The monitoring roles' handlers restart or reload their running container. Flushed at the
+    end of the deploy play, they restarted on a fresh host the containers Compose had just
+    started, and the run ended with Alertmanager unhealthy; flushed before edge_stack, they find
+    no container on a fresh host, and `up --wait` waits for those they restart on a later run."""
+    (play,) = plays_of(ROOT / "playbooks/deploy.yml")
+    steps = [
+        "flush" if t.get("ansible.builtin.meta") == "flush_handlers" else t["ansible.builtin.import_role"]["name"]
+        for t in play["tasks"]
+    ]
+    flush = steps.index("flush")
+    for role in ("prometheus", "grafana", "alertmanager"):
+        assert steps.index(f"mlops.infra.{role}") < flush, steps
+    assert flush < steps.index("mlops.infra.edge_stack"), steps
