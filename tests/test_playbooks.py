@@ -288,18 +288,28 @@ def facts_the_roles_read() -> set[str]:
     return {n for n in names if not n.startswith("getent_")} - {"discovered_interpreter_python"}
 
 
+def host_checks_setup() -> dict[str, Any]:
+    """The arguments of the one `setup` task of the first play's host checks."""
+    host_checks = yaml.safe_load((ROOT / "playbooks/tasks/preflight-hosts.yml").read_text())
+    (setup,) = [t["ansible.builtin.setup"] for t in host_checks if "ansible.builtin.setup" in t]
+    return setup
+
+
 @pytest.mark.parametrize("playbook", ["playbooks/edge.yml", "playbooks/prod.yml"])
-def test_no_play_gathers_facts_and_the_host_checks_gather_what_the_roles_read(playbook: str, tmp_path: Path) -> None:
-    """A full gathering takes several times as long as the subset: no play gathers, the first
-    play's host checks gather the subset once, and that subset (gathered here, on this machine)
-    holds every fact a role reads."""
+def test_no_play_gathers_facts_and_the_first_play_runs_the_host_checks(playbook: str) -> None:
+    """A full gathering takes several times as long as the subset: no play gathers, and the
+    first play's host checks, which gather the subset once, run in every path."""
     checks, *later = plays_of(ROOT / playbook)
     gathering = [p["name"] for p in [checks, *later] if p.get("gather_facts", True) is not False]
     assert gathering == [], f"{playbook}: these plays gather facts: {gathering}"
     assert any(t.get("ansible.builtin.include_tasks") == "tasks/preflight-hosts.yml" for t in checks["tasks"])
-    host_checks = yaml.safe_load((ROOT / "playbooks/tasks/preflight-hosts.yml").read_text())
-    (setup,) = [t["ansible.builtin.setup"] for t in host_checks if "ansible.builtin.setup" in t]
+    assert host_checks_setup()
 
+
+def test_the_host_checks_gather_every_fact_the_roles_read(tmp_path: Path) -> None:
+    """The subset the host checks gather (gathered here, on this machine) holds every fact a
+    role reads."""
+    setup = host_checks_setup()
     facts = tmp_path / "facts.json"
     (tmp_path / "gather.yml").write_text(
         yaml.safe_dump(
