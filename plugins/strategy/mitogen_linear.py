@@ -15,6 +15,8 @@ linear strategy runs instead and a warning says so: the run is slower, never dif
 from __future__ import annotations
 
 import functools
+import gc
+import os
 
 from ansible.collections.list import list_collection_dirs
 from ansible.plugins.strategy.linear import StrategyModule as LinearStrategy
@@ -30,6 +32,22 @@ description:
 author: mlops.infra
 """
 
+
+@functools.cache
+def _freeze_inherited_heap_in_workers() -> None:
+    """Have every worker forked from here leave the objects it inherits out of its collections.
+
+    Ansible forks a worker from this process for every task and host. A worker inherits the
+    controller's whole heap (roles, variables, inventory: about 200 000 objects in `site.yml`),
+    and its garbage collector walked all of them whenever the worker's allocations made it
+    collect the oldest generation: about 0.15 s of CPU, and a copy of every page it touched,
+    in one task out of ten. `gc.freeze()` in the new worker moves what it inherited to the
+    permanent generation, Python's documented remedy for fork without exec. The worker's own
+    objects are still collected, and this process's collector is left as it was.
+    """
+    os.register_at_fork(after_in_child=gc.freeze)
+
+
 try:
     # Imports ansible_mitogen.loaders, which refuses an Ansible older than Mitogen supports.
     from ansible_mitogen.strategy import StrategyMixin
@@ -40,7 +58,11 @@ except ImportError:
     )
 
     class StrategyModule(LinearStrategy):  # type: ignore[no-redef]
-        """Ansible's linear strategy, unchanged."""
+        """Ansible's linear strategy, its workers leaving their inherited heap to be."""
+
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            _freeze_inherited_heap_in_workers()
 
 else:
 
@@ -63,3 +85,4 @@ else:
         def __init__(self, *args, **kwargs) -> None:
             super().__init__(*args, **kwargs)
             _import_collections()
+            _freeze_inherited_heap_in_workers()

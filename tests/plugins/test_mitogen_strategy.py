@@ -118,3 +118,51 @@ def test_workers_inherit_the_collections_the_strategy_imported_before_they_forke
 def test_ansible_s_own_strategy_leaves_the_collections_to_each_worker(tmp_path: Path) -> None:
     """The control: without the strategy, a task that needs none of them finds them not imported."""
     assert "ansible_collections.community.docker" not in loaded_collections(tmp_path, ANSIBLE_STRATEGY="linear")
+
+
+FROZEN_FILTER = """\
+import gc
+
+
+class FilterModule:
+    def filters(self):
+        return {"frozen_objects": lambda _: gc.get_freeze_count()}
+"""
+
+FROZEN = """\
+- name: A task whose worker says how many inherited objects its collector leaves out
+  hosts: all
+  gather_facts: false
+  tasks:
+    - name: Print the size of the worker's permanent generation
+      ansible.builtin.debug:
+        msg: "frozen {{ 0 | frozen_objects }}"
+"""
+
+
+def frozen_objects(tmp_path: Path, **env: str) -> int:
+    """The objects in the permanent generation of a task's worker: what its garbage collector
+    leaves out."""
+    (tmp_path / "filter_plugins").mkdir()
+    (tmp_path / "filter_plugins" / "frozen.py").write_text(FROZEN_FILTER)
+    _run, value = run_and_read(tmp_path, FROZEN, "frozen", **env)
+    return int(value)
+
+
+def test_workers_leave_the_heap_they_inherit_out_of_their_garbage_collections(tmp_path: Path) -> None:
+    """Each worker freezes what it inherited from the controller's process when it forks, so its
+    collector never walks (and copies) that heap; tens of thousands of objects even in this
+    one-task play."""
+    assert frozen_objects(tmp_path) > 10_000
+
+
+def test_without_mitogen_the_workers_leave_their_inherited_heap_too(tmp_path: Path) -> None:
+    hidden = tmp_path / "no-mitogen"
+    hidden.mkdir()
+    (hidden / "ansible_mitogen.py").write_text('raise ImportError("hidden by the test")\n')
+    assert frozen_objects(tmp_path, PYTHONPATH=str(hidden)) > 10_000
+
+
+def test_ansible_s_own_strategy_collects_the_inherited_heap_in_every_worker(tmp_path: Path) -> None:
+    """The control: Ansible's linear strategy leaves the worker's permanent generation empty."""
+    assert frozen_objects(tmp_path, ANSIBLE_STRATEGY="linear") == 0
