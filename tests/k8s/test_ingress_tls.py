@@ -1,5 +1,6 @@
 """Production's Ingress TLS Secret, rendered from the inventory's certificate and key: checked
-on the controller first (a key of another certificate stops the run, naming the variable)."""
+on the controller first (a key of another certificate, an expired certificate or one for other
+names stops the run, naming the variable)."""
 
 from __future__ import annotations
 
@@ -24,8 +25,8 @@ def key_pem(key: ec.EllipticCurvePrivateKey) -> str:
     ).decode()
 
 
-def certificate(key: ec.EllipticCurvePrivateKey) -> str:
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, NAME)])
+def certificate(key: ec.EllipticCurvePrivateKey, name: str = NAME, days_left: int = 30) -> str:
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
@@ -33,9 +34,9 @@ def certificate(key: ec.EllipticCurvePrivateKey) -> str:
         .issuer_name(subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(NAME)]), critical=False)
+        .not_valid_before(now - datetime.timedelta(days=60))
+        .not_valid_after(now + datetime.timedelta(days=days_left))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
         .sign(key, hashes.SHA256())
     )
     return cert.public_bytes(serialization.Encoding.PEM).decode()
@@ -72,3 +73,17 @@ def test_a_key_of_another_certificate_stops_the_run(tmp_path: Path) -> None:
     rc, out, _ = render_with(tmp_path, cert, key_pem(ec.generate_private_key(ec.SECP256R1())))
     assert rc != 0
     assert "mlops_tls_key" in out and "PRIVATE KEY" not in out
+
+
+def test_an_expired_certificate_stops_the_run(tmp_path: Path) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    rc, out, _ = render_with(tmp_path, certificate(key, days_left=-1), key_pem(key))
+    assert rc != 0
+    assert "mlops_tls_cert is not valid now" in out, out[-4000:]
+
+
+def test_a_certificate_for_other_names_stops_the_run(tmp_path: Path) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    rc, out, _ = render_with(tmp_path, certificate(key, name="other.clinic.example"), key_pem(key))
+    assert rc != 0
+    assert f"mlops_tls_cert does not cover {NAME}" in out, out[-4000:]
