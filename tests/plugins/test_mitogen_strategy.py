@@ -52,6 +52,22 @@ def run_and_read(tmp_path: Path, playbook_text: str, marker: str, **env: str) ->
     return run, line.split(f"{marker} ", 1)[1].strip(" '\"")
 
 
+def hide_mitogen(tmp_path: Path) -> str:
+    """A PYTHONPATH on which `ansible_mitogen` fails to import: a controller without Mitogen."""
+    hidden = tmp_path / "no-mitogen"
+    hidden.mkdir()
+    (hidden / "ansible_mitogen.py").write_text('raise ImportError("hidden by the test")\n')
+    return str(hidden)
+
+
+def read_in_worker(tmp_path: Path, filter_text: str, playbook_text: str, marker: str, **env: str) -> str:
+    """Runs PLAYBOOK_TEXT with FILTER_TEXT as an adjacent filter plugin, so that the filter runs in
+    a task's worker process; returns what the output prints after MARKER."""
+    (tmp_path / "filter_plugins").mkdir()
+    (tmp_path / "filter_plugins" / f"{marker}.py").write_text(filter_text)
+    return run_and_read(tmp_path, playbook_text, marker, **env)[1]
+
+
 def parents(tmp_path: Path, **env: str) -> tuple[PlaybookRun, set[str]]:
     """Runs the two-task playbook; returns the run and the parent PIDs."""
     run, value = run_and_read(tmp_path, PARENTS, "parents", **env)
@@ -72,10 +88,7 @@ def test_ansible_s_own_strategy_is_one_program_per_task(tmp_path: Path) -> None:
 
 def test_without_mitogen_the_strategy_runs_plain_linear_and_says_so(tmp_path: Path) -> None:
     """A controller without the package (an `ansible_mitogen` that fails to import stands in)."""
-    hidden = tmp_path / "no-mitogen"
-    hidden.mkdir()
-    (hidden / "ansible_mitogen.py").write_text('raise ImportError("hidden by the test")\n')
-    run, pids = parents(tmp_path, PYTHONPATH=str(hidden))
+    run, pids = parents(tmp_path, PYTHONPATH=hide_mitogen(tmp_path))
     assert FALLBACK_WARNING in run.output, run.tail()
     assert len(pids) == 2, run.tail()
 
@@ -103,10 +116,7 @@ LOADED = """\
 
 def loaded_collections(tmp_path: Path, **env: str) -> set[str]:
     """The collection packages a task's worker process has imported before its task runs."""
-    (tmp_path / "filter_plugins").mkdir()
-    (tmp_path / "filter_plugins" / "loaded.py").write_text(LOADED_FILTER)
-    _run, value = run_and_read(tmp_path, LOADED, "loaded", **env)
-    return set(value.split(","))
+    return set(read_in_worker(tmp_path, LOADED_FILTER, LOADED, "loaded", **env).split(","))
 
 
 def test_workers_inherit_the_collections_the_strategy_imported_before_they_forked(tmp_path: Path) -> None:
@@ -143,10 +153,7 @@ FROZEN = """\
 def frozen_objects(tmp_path: Path, **env: str) -> int:
     """The objects in the permanent generation of a task's worker: what its garbage collector
     leaves out."""
-    (tmp_path / "filter_plugins").mkdir()
-    (tmp_path / "filter_plugins" / "frozen.py").write_text(FROZEN_FILTER)
-    _run, value = run_and_read(tmp_path, FROZEN, "frozen", **env)
-    return int(value)
+    return int(read_in_worker(tmp_path, FROZEN_FILTER, FROZEN, "frozen", **env))
 
 
 def test_workers_leave_the_heap_they_inherit_out_of_their_garbage_collections(tmp_path: Path) -> None:
@@ -157,10 +164,7 @@ def test_workers_leave_the_heap_they_inherit_out_of_their_garbage_collections(tm
 
 
 def test_without_mitogen_the_workers_leave_their_inherited_heap_too(tmp_path: Path) -> None:
-    hidden = tmp_path / "no-mitogen"
-    hidden.mkdir()
-    (hidden / "ansible_mitogen.py").write_text('raise ImportError("hidden by the test")\n')
-    assert frozen_objects(tmp_path, PYTHONPATH=str(hidden)) > 10_000
+    assert frozen_objects(tmp_path, PYTHONPATH=hide_mitogen(tmp_path)) > 10_000
 
 
 def test_ansible_s_own_strategy_collects_the_inherited_heap_in_every_worker(tmp_path: Path) -> None:
