@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from conftest import CATALOGUE, ENABLED, PKI_DIR, REPO, changed, converge
-from mlops_testkit.ansible import run_playbook, scenario_groups, scenario_inventory
+from mlops_testkit.ansible import run_playbook, scenario_groups, scenario_inventory, task_block
 
 pytestmark = pytest.mark.rerun
 
@@ -101,9 +101,12 @@ def test_a_good_release_goes_live_without_a_failed_request(host: Any, record: di
 
 
 def test_a_rerun_of_the_live_release_changes_nothing(host: Any) -> None:
+    """Nor does it run `up`: the project runs what compose.yml says (tasks/rollout-check.yml)."""
     rc, out = rollout("-e", "mlops_model_version=1.1.0")
     assert rc == 0, out[-4000:]
     assert changed(out) == 0, out[-4000:]
+    deploy = task_block(out, "edge_stack : Deploy the Compose project and wait until it is healthy]")
+    assert "skipping: [" in deploy, deploy
 
 
 @pytest.mark.parametrize(

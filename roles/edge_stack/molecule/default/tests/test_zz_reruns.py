@@ -3,7 +3,7 @@
 Bad input stops before the host changes; a rendering Compose refuses never replaces the live
 project; a re-run that recreates containers (an upgrade) keeps the data in prometheus-data,
 files and stored series alike; an image on the host that is not the controller's build is
-loaded again.
+loaded again; containers stopped or removed by hand are started again.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from conftest import (
     converge,
     inspect,
 )
+from mlops_testkit.ansible import task_block
 
 MARKER = "/var/lib/docker/volumes/prometheus-data/_data/edge-stack-marker"
 # Prometheus's own start time, as it scrapes itself: a series whose value names the process
@@ -147,3 +148,23 @@ def test_upgrade_keeps_data_and_reloads_a_drifted_image(host: Any) -> None:
     assert doc["Id"] != recreated, "Prometheus was not recreated"
     assert "--storage.tsdb.retention.time=9d" not in doc["Args"]
     assert [v for _at, v in series(host, START_TIME, at=marked_at)] == [started], f"{START_TIME} lost after the re-runs"
+
+
+def test_a_rerun_starts_what_was_stopped_or_removed_by_hand(host: Any) -> None:
+    """A run with nothing else to change skips `up` only where the project runs what compose.yml
+    says: a container stopped by hand and another removed by hand are started again, healthy,
+    the stopped one being the same container, its data volume kept."""
+    stopped = ENABLED["prometheus"]["container_name"]
+    removed = ENABLED["frontend"]["container_name"]
+    kept = inspect(host, stopped)["Id"]
+    host.check_output(f"echo stopped-by-hand > {MARKER}")
+    host.check_output(f"docker stop {stopped}")
+    host.check_output(f"docker rm --force {removed}")
+    rc, out = converge()
+    assert rc == 0, out[-4000:]
+    assert "changed: [" in task_block(out, "Start the Compose project and wait until every service is healthy]")
+    assert inspect(host, stopped)["Id"] == kept
+    assert host.file(MARKER).content_string.strip() == "stopped-by-hand"
+    for name in (stopped, removed):
+        state = inspect(host, name)["State"]
+        assert state["Running"] and state["Health"]["Status"] == "healthy", state
