@@ -74,6 +74,8 @@ GROUP_VARS = {
     "hardening_container_runtime": "docker",
     "hardening_deploy_sudo_full": True,
     "ansible_become": True,
+    # As inventories/edge/hosts.yml sets it for every site.
+    "mitogen_ssh_compression": False,
 }
 
 
