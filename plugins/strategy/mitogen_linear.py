@@ -49,7 +49,9 @@ def _freeze_inherited_heap_in_workers() -> None:
 
 
 try:
-    # Imports ansible_mitogen.loaders, which refuses an Ansible older than Mitogen supports.
+    # The strategy imports ansible_mitogen.loaders, which refuses an Ansible older than Mitogen
+    # supports.
+    import ansible_mitogen.affinity
     from ansible_mitogen.strategy import StrategyMixin
 except ImportError:
     Display().warning(
@@ -79,10 +81,27 @@ else:
         """
         return list(list_collection_dirs())
 
+    @functools.cache
+    def _leave_small_controllers_cpus_to_the_kernel() -> None:
+        """Let the workers of a controller with fewer than four CPUs run on any of them.
+
+        Mitogen pins its processes to CPUs (ansible_mitogen.affinity). With two or three CPUs it
+        keeps CPU 0 for its connection multiplexer and pins the top-level process and every
+        worker to the rest, one by one: on two CPUs that is CPU 1 for all of them, so the
+        workers of the hosts of a task never ran at once. A no-change `site.yml` on four test
+        hosts took 42.2 to 44.7 s pinned and 28.1 to 31.0 s without the pinning, one host the
+        same either way (BENCHMARKS.md). Mitogen's base policy pins nothing, and the kernel
+        places the processes. Controllers with four CPUs or more keep Mitogen's placement,
+        which leaves the workers at least two CPUs of their own.
+        """
+        if len(os.sched_getaffinity(0)) < 4:
+            ansible_mitogen.affinity.policy = ansible_mitogen.affinity.Policy()
+
     class StrategyModule(StrategyMixin, LinearStrategy):  # type: ignore[no-redef]
         """Ansible's linear strategy with Mitogen's connections and in-process module runs."""
 
         def __init__(self, *args, **kwargs) -> None:
             super().__init__(*args, **kwargs)
+            _leave_small_controllers_cpus_to_the_kernel()
             _import_collections()
             _freeze_inherited_heap_in_workers()

@@ -8,6 +8,7 @@ Ansible's own strategy each task is a fresh Python program (two parents).
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -170,3 +171,39 @@ def test_without_mitogen_the_workers_leave_their_inherited_heap_too(tmp_path: Pa
 def test_ansible_s_own_strategy_collects_the_inherited_heap_in_every_worker(tmp_path: Path) -> None:
     """The control: Ansible's linear strategy leaves the worker's permanent generation empty."""
     assert frozen_objects(tmp_path, ANSIBLE_STRATEGY="linear") == 0
+
+
+CPUS_FILTER = """\
+import os
+
+
+class FilterModule:
+    def filters(self):
+        return {"allowed_cpus": lambda _: ",".join(map(str, sorted(os.sched_getaffinity(0))))}
+"""
+
+CPUS = """\
+- name: A task whose worker says which CPUs it may run on
+  hosts: all
+  gather_facts: false
+  tasks:
+    - name: Print the CPUs of the worker
+      ansible.builtin.debug:
+        msg: "cpus {{ 0 | allowed_cpus }}"
+"""
+
+
+def test_workers_of_a_two_cpu_controller_may_run_on_both(tmp_path: Path) -> None:
+    """On a controller with two CPUs, Mitogen pinned the top-level process and every worker to
+    the second, keeping the first for its multiplexer: the workers of a task's hosts never ran
+    at once. The run is held to two of this machine's CPUs (the two first it may use), so the
+    check means the same on a machine with more."""
+    mine = os.sched_getaffinity(0)
+    two = sorted(mine)[:2]
+    assert len(two) == 2, "the check needs a machine with two CPUs or more"
+    os.sched_setaffinity(0, two)  # inherited by ansible-playbook
+    try:
+        cpus = read_in_worker(tmp_path, CPUS_FILTER, CPUS, "cpus")
+    finally:
+        os.sched_setaffinity(0, mine)
+    assert cpus == ",".join(map(str, two))
