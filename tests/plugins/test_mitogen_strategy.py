@@ -8,6 +8,8 @@ Ansible's own strategy each task is a fresh Python program (two parents).
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import sys
 from pathlib import Path
@@ -174,6 +176,7 @@ def test_ansible_s_own_strategy_collects_the_inherited_heap_in_every_worker(tmp_
 
 
 CPUS_FILTER = """\
+import json
 import os
 
 
@@ -209,3 +212,156 @@ def test_workers_of_a_two_cpu_controller_may_run_on_both(tmp_path: Path) -> None
     finally:
         os.sched_setaffinity(0, mine)
     assert cpus == ",".join(map(str, two))
+
+
+NOTED_FILTER = """\
+import json
+import os
+
+
+class FilterModule:
+    def filters(self):
+        return {"noted": noted}
+
+
+def noted(value, path, label):
+    with open(path, "a") as log:
+        log.write(f"{label} {os.getpid()} {os.getppid()}\\n")
+    return value
+"""
+
+NOTED = """\
+- name: One task whose condition is false, one whose condition is true
+  hosts: all
+  gather_facts: false
+  tasks:
+    - name: A task whose condition is false
+      ansible.builtin.command: "false"
+      when: false | noted(log, 'skipped')
+    - name: A task whose condition is true
+      ansible.builtin.command: "true"
+      changed_when: false
+      when: true | noted(log, 'ran')
+    - name: Say that the play ended
+      ansible.builtin.debug:
+        msg: "noted done"
+"""
+
+
+def where_conditions_ran(tmp_path: Path, **env: str) -> dict[str, list[tuple[int, int]]]:
+    """Runs the two conditions through a filter that notes the process evaluating them; returns
+    the (process, parent) pairs noted for each task."""
+    log = tmp_path / "noted.log"
+    (tmp_path / "filter_plugins").mkdir()
+    (tmp_path / "filter_plugins" / "noted.py").write_text(NOTED_FILTER)
+    run_and_read(tmp_path, NOTED.replace("noted(log", f"noted('{log}'"), "noted", **env)
+    noted: dict[str, list[tuple[int, int]]] = {"skipped": [], "ran": []}
+    for line in log.read_text().splitlines():
+        label, pid, ppid = line.split()
+        noted[label].append((int(pid), int(ppid)))
+    return noted
+
+
+def test_a_task_whose_condition_is_false_is_skipped_without_forking_a_worker(tmp_path: Path) -> None:
+    """The false condition is evaluated in the controller's process, the parent of the worker
+    that runs the next task, and in no worker. The true one is evaluated in both."""
+    noted = where_conditions_ran(tmp_path)
+    ran = dict(noted["ran"])  # process: its parent
+    in_worker = [pid for pid, parent in ran.items() if parent in ran]
+    assert len(noted["ran"]) == 2 and len(in_worker) == 1, noted
+    controller = ran[in_worker[0]]
+    assert [pid for pid, _ in noted["skipped"]] == [controller], noted
+
+
+def test_ansible_s_own_strategy_forks_a_worker_to_skip_a_task(tmp_path: Path) -> None:
+    """The control: with Ansible's linear strategy each condition is evaluated once, in a worker
+    forked from the controller's process."""
+    noted = where_conditions_ran(tmp_path, ANSIBLE_STRATEGY="linear")
+    assert len(noted["skipped"]) == len(noted["ran"]) == 1, noted
+    (skipped, controller), (ran, also_controller) = noted["skipped"][0], noted["ran"][0]
+    assert controller == also_controller and len({skipped, ran, controller}) == 3, noted
+
+
+SKIPPED = """\
+- name: Tasks skipped by their conditions, their results registered
+  hosts: all
+  gather_facts: false
+  vars:
+    wanted: false
+  tasks:
+    - name: A command whose condition is false, that would notify the handler
+      ansible.builtin.command: echo never
+      register: skipped_command
+      notify: Fail if notified
+      when: wanted
+    - name: Tasks of a block whose condition is false
+      when: wanted | bool
+      block:
+        - name: A debug message hidden from the log
+          ansible.builtin.debug:
+            msg: never
+          register: skipped_hidden
+          no_log: true
+    - name: An include whose condition is false, of a file that does not exist
+      ansible.builtin.include_tasks: absent.yml
+      when: wanted
+    - name: Print what was registered
+      ansible.builtin.debug:
+        msg: "registered {{ {'command': skipped_command, 'hidden': skipped_hidden} | to_json | b64encode }}"
+  handlers:
+    - name: Fail if notified
+      ansible.builtin.fail:
+        msg: notified by a skipped task
+"""
+
+
+def skipped_results(tmp_path: Path, **env: str) -> tuple[PlaybookRun, dict]:
+    tmp_path.mkdir()
+    run, registered = run_and_read(tmp_path, SKIPPED, "registered", **env)
+    return run, json.loads(base64.b64decode(registered))
+
+
+def test_a_task_skipped_without_a_worker_registers_what_a_worker_would(tmp_path: Path) -> None:
+    """Registered results, the hidden one's censoring, the skipped include and the handler left
+    alone: the same as with Ansible's own strategy, which forks a worker for each."""
+    # Verbose, the callback prints each skipped result, the hidden one censored.
+    mine, registered = skipped_results(tmp_path / "mine", ANSIBLE_VERBOSITY="1")
+    theirs, expected = skipped_results(tmp_path / "theirs", ANSIBLE_VERBOSITY="1", ANSIBLE_STRATEGY="linear")
+    assert registered == expected
+    assert registered["command"]["skipped"] is True and registered["command"]["false_condition"] == "wanted"
+    assert mine.recaps == theirs.recaps
+    assert [r.skipped for r in mine.recaps] == [3], mine.tail()
+    assert mine.output.count("skipping: [localhost]") == theirs.output.count("skipping: [localhost]") == 3
+    censored = "the output has been hidden"
+    assert mine.output.count(censored) == theirs.output.count(censored) == 1, mine.tail()
+
+
+UNDEFINED = """\
+- name: A condition on a variable nobody defined
+  hosts: all
+  gather_facts: false
+  tasks:
+    - name: A task whose condition cannot be evaluated
+      ansible.builtin.debug:
+        msg: never
+      when: no_such_variable
+"""
+
+
+def test_a_condition_that_cannot_be_evaluated_fails_the_task_as_before(tmp_path: Path) -> None:
+    """Left to the worker, which reports the error as Ansible always did."""
+    outputs = []
+    for name, env in (("mine", {}), ("theirs", {"ANSIBLE_STRATEGY": "linear"})):
+        (tmp_path / name).mkdir()
+        playbook = tmp_path / name / "undefined.yml"
+        playbook.write_text(UNDEFINED)
+        run = run_playbook(
+            playbook,
+            inventory="localhost,",
+            extra_vars={"ansible_connection": "local", "ansible_python_interpreter": sys.executable},
+            env={"ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), **env},
+            timeout=300,
+        )
+        assert run.returncode == 2 and [r.failed for r in run.recaps] == [1], run.tail()
+        outputs.append([line for line in run.output.splitlines() if "no_such_variable" in line])
+    assert outputs[0] == outputs[1] and outputs[0], outputs
