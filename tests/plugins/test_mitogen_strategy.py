@@ -112,8 +112,14 @@ LOADED = """\
   gather_facts: false
   tasks:
     - name: Print the collection packages the worker has imported
+      # A module's arguments are templated in the task's worker (debug's are in the controller).
+      ansible.builtin.command:
+        argv: [echo, "{{ 0 | loaded_collections | join(',') }}"]
+      changed_when: false
+      register: answer
+    - name: Print the answer
       ansible.builtin.debug:
-        msg: "loaded {{ 0 | loaded_collections | join(',') }}"
+        msg: "loaded {{ answer.stdout }}"
 """
 
 
@@ -148,8 +154,14 @@ FROZEN = """\
   gather_facts: false
   tasks:
     - name: Print the size of the worker's permanent generation
+      # A module's arguments are templated in the task's worker (debug's are in the controller).
+      ansible.builtin.command:
+        argv: [echo, "{{ 0 | frozen_objects }}"]
+      changed_when: false
+      register: answer
+    - name: Print the answer
       ansible.builtin.debug:
-        msg: "frozen {{ 0 | frozen_objects }}"
+        msg: "frozen {{ answer.stdout }}"
 """
 
 
@@ -191,8 +203,14 @@ CPUS = """\
   gather_facts: false
   tasks:
     - name: Print the CPUs of the worker
+      # A module's arguments are templated in the task's worker (debug's are in the controller).
+      ansible.builtin.command:
+        argv: [echo, "{{ 0 | allowed_cpus }}"]
+      changed_when: false
+      register: answer
+    - name: Print the answer
       ansible.builtin.debug:
-        msg: "cpus {{ 0 | allowed_cpus }}"
+        msg: "cpus {{ answer.stdout }}"
 """
 
 
@@ -365,3 +383,80 @@ def test_a_condition_that_cannot_be_evaluated_fails_the_task_as_before(tmp_path:
         assert run.returncode == 2 and [r.failed for r in run.recaps] == [1], run.tail()
         outputs.append([line for line in run.output.splitlines() if "no_such_variable" in line])
     assert outputs[0] == outputs[1] and outputs[0], outputs
+
+
+CONTROLLER = """\
+- name: Tasks that work on the controller's data only
+  hosts: all
+  gather_facts: false
+  vars:
+    numbers: [1, 2, 3]
+  tasks:
+    - name: Note where a fact is set
+      ansible.builtin.set_fact:
+        total: "{{ numbers | sum | noted(log, 'set_fact') }}"
+      register: set_result
+    - name: Check it
+      ansible.builtin.assert:
+        that: total | int == 6
+        quiet: true
+      register: assert_result
+    - name: Include a file for each number
+      ansible.builtin.include_tasks: each.yml
+      loop: "{{ numbers }}"
+    - name: A check that fails, its failure ignored
+      ansible.builtin.assert:
+        that: total | int == 7
+        fail_msg: "total is {{ total }}"
+      ignore_errors: true
+      register: failed_result
+    - name: Note where a module's arguments are templated
+      ansible.builtin.command:
+        argv: [echo, "{{ 'module' | noted(log, 'module') }}"]
+      changed_when: false
+    - name: Print what was registered
+      ansible.builtin.debug:
+        msg: >-
+          registered {{ {'set': set_result, 'assert': assert_result, 'failed': failed_result, 'seen': seen}
+          | to_json | b64encode }}
+"""
+
+EACH = """\
+- name: Add ten times the number to a list
+  ansible.builtin.set_fact:
+    seen: "{{ seen | default([]) + [item * 10] }}"
+"""
+
+
+def controller_run(tmp_path: Path, **env: str) -> tuple[PlaybookRun, dict, dict[str, list[tuple[int, int]]]]:
+    """Runs CONTROLLER; returns the run, what it registered and where the noted values were
+    templated."""
+    tmp_path.mkdir()
+    log = tmp_path / "noted.log"
+    (tmp_path / "filter_plugins").mkdir()
+    (tmp_path / "filter_plugins" / "noted.py").write_text(NOTED_FILTER)
+    (tmp_path / "each.yml").write_text(EACH)
+    run, registered = run_and_read(tmp_path, CONTROLLER.replace("noted(log", f"noted('{log}'"), "registered", **env)
+    noted: dict[str, list[tuple[int, int]]] = {}
+    for line in log.read_text().splitlines():
+        label, pid, ppid = line.split()
+        noted.setdefault(label, []).append((int(pid), int(ppid)))
+    return run, json.loads(base64.b64decode(registered)), noted
+
+
+def test_tasks_on_the_controller_s_data_run_in_its_process_with_a_worker_s_results(tmp_path: Path) -> None:
+    """set_fact, assert, include_tasks and debug run in the controller's process, no worker
+    forked for them; what they register and print is what workers of Ansible's own strategy
+    give. A module's arguments are still templated in a worker, whose parent is that process."""
+    mine, registered, noted = controller_run(tmp_path / "mine")
+    theirs, expected, their_noted = controller_run(tmp_path / "theirs", ANSIBLE_STRATEGY="linear")
+    assert registered == expected
+    assert registered["seen"] == [10, 20, 30] and registered["failed"]["failed"] is True
+    assert mine.recaps == theirs.recaps
+    (fact_pid, _), (module_pid, module_parent) = noted["set_fact"][0], noted["module"][0]
+    assert len(noted["set_fact"]) == 1 and fact_pid == module_parent != module_pid, noted
+    (their_fact_pid, their_parent), (their_module_pid, their_module_parent) = (
+        their_noted["set_fact"][0],
+        their_noted["module"][0],
+    )
+    assert their_parent == their_module_parent and len({their_fact_pid, their_module_pid, their_parent}) == 3
