@@ -132,12 +132,14 @@ class _NoWorkerForControllerWork:
     (StrategyBase._queue_task), and a task that runs here runs in Ansible's own TaskExecutor on
     a copy of the task, as in a worker, so registered results, handlers and output are the same.
     A task that runs in a worker has its condition evaluated twice, here and there, as
-    conditions are meant to be: without side effects.
+    conditions are meant to be: without side effects; one that runs here, once, by its executor.
     """
 
     def _queue_task(self, host: Host, task: Task, task_vars: dict[str, t.Any], play_context: PlayContext) -> None:
-        result = _skipped_by_condition(self._loader, host, task, task_vars, play_context)
-        if result is None and not _runs_in_controller(task):
+        in_controller = _runs_in_controller(task)
+        # A task run here has its condition decided by its executor, like any other.
+        result = None if in_controller else _skipped_by_condition(self._loader, host, task, task_vars, play_context)
+        if result is None and not in_controller:
             super()._queue_task(host, task, task_vars, play_context)
             return
         # What StrategyBase._queue_task does before its worker starts: a loop's executor sends
@@ -150,7 +152,7 @@ class _NoWorkerForControllerWork:
         }
         self._tqm.send_callback("v2_runner_on_start", host, task)
         sent = task
-        if result is None:
+        if in_controller:
             # The executor templates the task and its block in place, as a worker does its copies.
             sent = task.copy(exclude_tasks=True)
             with TaskContext(sent):

@@ -410,6 +410,11 @@ CONTROLLER = """\
         fail_msg: "total is {{ total }}"
       ignore_errors: true
       register: failed_result
+    - name: A check whose condition is false
+      ansible.builtin.assert:
+        that: false
+      when: total | int == 7
+      register: skipped_result
     - name: Note where a module's arguments are templated
       ansible.builtin.command:
         argv: [echo, "{{ 'module' | noted(log, 'module') }}"]
@@ -417,7 +422,8 @@ CONTROLLER = """\
     - name: Print what was registered
       ansible.builtin.debug:
         msg: >-
-          registered {{ {'set': set_result, 'assert': assert_result, 'failed': failed_result, 'seen': seen}
+          registered {{ {'set': set_result, 'assert': assert_result, 'failed': failed_result, 'skipped': skipped_result,
+          'seen': seen}
           | to_json | b64encode }}
 """
 
@@ -452,6 +458,7 @@ def test_tasks_on_the_controller_s_data_run_in_its_process_with_a_worker_s_resul
     theirs, expected, their_noted = controller_run(tmp_path / "theirs", ANSIBLE_STRATEGY="linear")
     assert registered == expected
     assert registered["seen"] == [10, 20, 30] and registered["failed"]["failed"] is True
+    assert registered["skipped"]["skipped"] is True
     assert mine.recaps == theirs.recaps
     (fact_pid, _), (module_pid, module_parent) = noted["set_fact"][0], noted["module"][0]
     assert len(noted["set_fact"]) == 1 and fact_pid == module_parent != module_pid, noted
