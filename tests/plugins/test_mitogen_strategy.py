@@ -63,12 +63,30 @@ def hide_mitogen(tmp_path: Path) -> str:
     return str(hidden)
 
 
-def read_in_worker(tmp_path: Path, filter_text: str, playbook_text: str, marker: str, **env: str) -> str:
-    """Runs PLAYBOOK_TEXT with FILTER_TEXT as an adjacent filter plugin, so that the filter runs in
-    a task's worker process; returns what the output prints after MARKER."""
+IN_WORKER = """\
+- name: A task whose worker answers
+  hosts: all
+  gather_facts: false
+  tasks:
+    - name: Template the expression in the task's worker
+      # A module's arguments are templated in the task's worker (debug's are in the controller).
+      ansible.builtin.command:
+        argv: [echo, "{{{{ {expression} }}}}"]
+      changed_when: false
+      register: answer
+    - name: Print the answer
+      ansible.builtin.debug:
+        msg: "{marker} {{{{ answer.stdout }}}}"
+"""
+
+
+def read_in_worker(tmp_path: Path, filter_text: str, expression: str, marker: str, **env: str) -> str:
+    """Templates EXPRESSION in a task's worker process, with FILTER_TEXT as an adjacent filter
+    plugin; returns what the worker answered."""
     (tmp_path / "filter_plugins").mkdir()
     (tmp_path / "filter_plugins" / f"{marker}.py").write_text(filter_text)
-    return run_and_read(tmp_path, playbook_text, marker, **env)[1]
+    playbook = IN_WORKER.format(expression=expression, marker=marker)
+    return run_and_read(tmp_path, playbook, marker, **env)[1]
 
 
 def parents(tmp_path: Path, **env: str) -> tuple[PlaybookRun, set[str]]:
@@ -106,26 +124,12 @@ class FilterModule:
                                                         and m.startswith("ansible_collections."))}
 """
 
-LOADED = """\
-- name: A task whose worker says which collection packages it inherited
-  hosts: all
-  gather_facts: false
-  tasks:
-    - name: Print the collection packages the worker has imported
-      # A module's arguments are templated in the task's worker (debug's are in the controller).
-      ansible.builtin.command:
-        argv: [echo, "{{ 0 | loaded_collections | join(',') }}"]
-      changed_when: false
-      register: answer
-    - name: Print the answer
-      ansible.builtin.debug:
-        msg: "loaded {{ answer.stdout }}"
-"""
-
 
 def loaded_collections(tmp_path: Path, **env: str) -> set[str]:
     """The collection packages a task's worker process has imported before its task runs."""
-    return set(read_in_worker(tmp_path, LOADED_FILTER, LOADED, "loaded", **env).split(","))
+    return set(
+        read_in_worker(tmp_path, LOADED_FILTER, "0 | loaded_collections | join(',')", "loaded", **env).split(",")
+    )
 
 
 def test_workers_inherit_the_collections_the_strategy_imported_before_they_forked(tmp_path: Path) -> None:
@@ -148,27 +152,11 @@ class FilterModule:
         return {"frozen_objects": lambda _: gc.get_freeze_count()}
 """
 
-FROZEN = """\
-- name: A task whose worker says how many inherited objects its collector leaves out
-  hosts: all
-  gather_facts: false
-  tasks:
-    - name: Print the size of the worker's permanent generation
-      # A module's arguments are templated in the task's worker (debug's are in the controller).
-      ansible.builtin.command:
-        argv: [echo, "{{ 0 | frozen_objects }}"]
-      changed_when: false
-      register: answer
-    - name: Print the answer
-      ansible.builtin.debug:
-        msg: "frozen {{ answer.stdout }}"
-"""
-
 
 def frozen_objects(tmp_path: Path, **env: str) -> int:
     """The objects in the permanent generation of a task's worker: what its garbage collector
     leaves out."""
-    return int(read_in_worker(tmp_path, FROZEN_FILTER, FROZEN, "frozen", **env))
+    return int(read_in_worker(tmp_path, FROZEN_FILTER, "0 | frozen_objects", "frozen", **env))
 
 
 def test_workers_leave_the_heap_they_inherit_out_of_their_garbage_collections(tmp_path: Path) -> None:
@@ -197,22 +185,6 @@ class FilterModule:
         return {"allowed_cpus": lambda _: ",".join(map(str, sorted(os.sched_getaffinity(0))))}
 """
 
-CPUS = """\
-- name: A task whose worker says which CPUs it may run on
-  hosts: all
-  gather_facts: false
-  tasks:
-    - name: Print the CPUs of the worker
-      # A module's arguments are templated in the task's worker (debug's are in the controller).
-      ansible.builtin.command:
-        argv: [echo, "{{ 0 | allowed_cpus }}"]
-      changed_when: false
-      register: answer
-    - name: Print the answer
-      ansible.builtin.debug:
-        msg: "cpus {{ answer.stdout }}"
-"""
-
 
 def test_workers_of_a_two_cpu_controller_may_run_on_both(tmp_path: Path) -> None:
     """On a controller with two CPUs, Mitogen pinned the top-level process and every worker to
@@ -226,7 +198,7 @@ def test_workers_of_a_two_cpu_controller_may_run_on_both(tmp_path: Path) -> None
     assert len(two) == 2, "the check needs a machine with two CPUs or more"
     os.sched_setaffinity(0, two)  # inherited by ansible-playbook
     try:
-        cpus = read_in_worker(tmp_path, CPUS_FILTER, CPUS, "cpus")
+        cpus = read_in_worker(tmp_path, CPUS_FILTER, "0 | allowed_cpus", "cpus")
     finally:
         os.sched_setaffinity(0, mine)
     assert cpus == ",".join(map(str, two))
