@@ -4,6 +4,9 @@ Real ansible-playbook runs on this machine with a local connection. Two `command
 the parent of the command they start: the Python process that ran the module. Through Mitogen
 both tasks run in the one interpreter the run keeps for the host (the same parent); with
 Ansible's own strategy each task is a fresh Python program (two parents).
+
+Plays of one host run every task in the controller's process through Mitogen; the tests of what
+happens in a task's worker run their plays on two hosts (TWO_HOSTS, both this machine).
 """
 
 from __future__ import annotations
@@ -36,16 +39,21 @@ PARENTS = """\
 """
 
 FALLBACK_WARNING = "the Python package mitogen is not installed on the controller"
+ONE_HOST = "localhost,"
+# A second name for this machine: with two hosts in the play, each task forks a worker per host.
+TWO_HOSTS = "localhost,second,"
 
 
-def run_and_read(tmp_path: Path, playbook_text: str, marker: str, **env: str) -> tuple[PlaybookRun, str]:
-    """Runs PLAYBOOK_TEXT on this machine with the project's ansible.cfg; returns the run and
-    what its output prints after MARKER."""
+def run_and_read(
+    tmp_path: Path, playbook_text: str, marker: str, hosts: str = ONE_HOST, **env: str
+) -> tuple[PlaybookRun, str]:
+    """Runs PLAYBOOK_TEXT on HOSTS, this machine under each name, with the project's ansible.cfg;
+    returns the run and what its output prints after MARKER (for the first host to print it)."""
     playbook = tmp_path / f"{marker}.yml"
     playbook.write_text(playbook_text)
     run = run_playbook(
         playbook,
-        inventory="localhost,",
+        inventory=hosts,
         extra_vars={"ansible_connection": "local", "ansible_python_interpreter": sys.executable},
         env={"ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), **env},
         timeout=300,
@@ -86,7 +94,7 @@ def read_in_worker(tmp_path: Path, filter_text: str, expression: str, marker: st
     (tmp_path / "filter_plugins").mkdir()
     (tmp_path / "filter_plugins" / f"{marker}.py").write_text(filter_text)
     playbook = IN_WORKER.format(expression=expression, marker=marker)
-    return run_and_read(tmp_path, playbook, marker, **env)[1]
+    return run_and_read(tmp_path, playbook, marker, TWO_HOSTS, **env)[1]
 
 
 def parents(tmp_path: Path, **env: str) -> tuple[PlaybookRun, set[str]]:
@@ -238,13 +246,13 @@ NOTED = """\
 """
 
 
-def where_conditions_ran(tmp_path: Path, **env: str) -> dict[str, list[tuple[int, int]]]:
-    """Runs the two conditions through a filter that notes the process evaluating them; returns
-    the (process, parent) pairs noted for each task."""
+def where_conditions_ran(tmp_path: Path, hosts: str = TWO_HOSTS, **env: str) -> dict[str, list[tuple[int, int]]]:
+    """Runs the two conditions on HOSTS through a filter that notes the process evaluating them;
+    returns the (process, parent) pairs noted for each task."""
     log = tmp_path / "noted.log"
     (tmp_path / "filter_plugins").mkdir()
     (tmp_path / "filter_plugins" / "noted.py").write_text(NOTED_FILTER)
-    run_and_read(tmp_path, NOTED.replace("noted(log", f"noted('{log}'"), "noted", **env)
+    run_and_read(tmp_path, NOTED.replace("noted(log", f"noted('{log}'"), "noted", hosts, **env)
     noted: dict[str, list[tuple[int, int]]] = {"skipped": [], "ran": []}
     for line in log.read_text().splitlines():
         label, pid, ppid = line.split()
@@ -253,23 +261,39 @@ def where_conditions_ran(tmp_path: Path, **env: str) -> dict[str, list[tuple[int
 
 
 def test_a_task_whose_condition_is_false_is_skipped_without_forking_a_worker(tmp_path: Path) -> None:
-    """The false condition is evaluated in the controller's process, the parent of the worker
-    that runs the next task, and in no worker. The true one is evaluated in both."""
+    """On two hosts, each false condition is evaluated in the controller's process, the parent of
+    the workers that run the next task, and in no worker. Each true one is evaluated in both."""
     noted = where_conditions_ran(tmp_path)
-    ran = dict(noted["ran"])  # process: its parent
-    in_worker = [pid for pid, parent in ran.items() if parent in ran]
-    assert len(noted["ran"]) == 2 and len(in_worker) == 1, noted
-    controller = ran[in_worker[0]]
-    assert [pid for pid, _ in noted["skipped"]] == [controller], noted
+    controllers = {pid for pid, _ in noted["skipped"]}
+    assert len(noted["skipped"]) == 2 and len(controllers) == 1, noted
+    workers = [pid for pid, parent in noted["ran"] if parent in controllers]
+    assert len(noted["ran"]) == 4 and len(set(workers)) == 2, noted
+    assert sorted(pid for pid, _ in noted["ran"] if pid not in workers) == sorted(controllers) * 2, noted
 
 
 def test_ansible_s_own_strategy_forks_a_worker_to_skip_a_task(tmp_path: Path) -> None:
     """The control: with Ansible's linear strategy each condition is evaluated once, in a worker
-    forked from the controller's process."""
-    noted = where_conditions_ran(tmp_path, ANSIBLE_STRATEGY="linear")
+    forked from the controller's process, even for a single host."""
+    noted = where_conditions_ran(tmp_path, ONE_HOST, ANSIBLE_STRATEGY="linear")
     assert len(noted["skipped"]) == len(noted["ran"]) == 1, noted
     (skipped, controller), (ran, also_controller) = noted["skipped"][0], noted["ran"][0]
     assert controller == also_controller and len({skipped, ran, controller}) == 3, noted
+
+
+def test_a_play_of_one_host_runs_every_task_in_the_controller_s_process(tmp_path: Path) -> None:
+    """With nothing to run beside it, a single host's tasks run where Mitogen's connection is
+    opened once: the controller's process. Each condition is evaluated once, by its executor."""
+    noted = where_conditions_ran(tmp_path, ONE_HOST)
+    assert len(noted["skipped"]) == len(noted["ran"]) == 1, noted
+    assert noted["skipped"][0] == noted["ran"][0], noted
+
+
+def test_without_mitogen_a_play_of_one_host_still_forks_a_worker_per_task(tmp_path: Path) -> None:
+    """Ansible's own connections are left to workers: the true condition is evaluated in the
+    controller (the skip check) and again in the worker that runs the task."""
+    noted = where_conditions_ran(tmp_path, ONE_HOST, PYTHONPATH=hide_mitogen(tmp_path))
+    (controller, _), (skipped, _) = noted["ran"][0], noted["skipped"][0]
+    assert controller == skipped and [parent for _, parent in noted["ran"][1:]] == [controller], noted
 
 
 SKIPPED = """\
@@ -414,7 +438,8 @@ def controller_run(tmp_path: Path, **env: str) -> tuple[PlaybookRun, dict, dict[
     (tmp_path / "filter_plugins").mkdir()
     (tmp_path / "filter_plugins" / "noted.py").write_text(NOTED_FILTER)
     (tmp_path / "each.yml").write_text(EACH)
-    run, registered = run_and_read(tmp_path, CONTROLLER.replace("noted(log", f"noted('{log}'"), "registered", **env)
+    playbook = CONTROLLER.replace("noted(log", f"noted('{log}'")
+    run, registered = run_and_read(tmp_path, playbook, "registered", TWO_HOSTS, **env)
     noted: dict[str, list[tuple[int, int]]] = {}
     for line in log.read_text().splitlines():
         label, pid, ppid = line.split()
@@ -432,10 +457,85 @@ def test_tasks_on_the_controller_s_data_run_in_its_process_with_a_worker_s_resul
     assert registered["seen"] == [10, 20, 30] and registered["failed"]["failed"] is True
     assert registered["skipped"]["skipped"] is True
     assert mine.recaps == theirs.recaps
-    (fact_pid, _), (module_pid, module_parent) = noted["set_fact"][0], noted["module"][0]
-    assert len(noted["set_fact"]) == 1 and fact_pid == module_parent != module_pid, noted
-    (their_fact_pid, their_parent), (their_module_pid, their_module_parent) = (
-        their_noted["set_fact"][0],
-        their_noted["module"][0],
-    )
-    assert their_parent == their_module_parent and len({their_fact_pid, their_module_pid, their_parent}) == 3
+    controllers = {pid for pid, _ in noted["set_fact"]}
+    assert len(noted["set_fact"]) == 2 and len(controllers) == 1, noted
+    assert len({pid for pid, _ in noted["module"]} - controllers) == 2, noted
+    assert {parent for _, parent in noted["module"]} == controllers, noted
+    their_parents = {parent for label in ("set_fact", "module") for _, parent in their_noted[label]}
+    their_pids = {pid for label in ("set_fact", "module") for pid, _ in their_noted[label]}
+    assert len(their_parents) == 1 and len(their_pids) == 4 and not their_parents & their_pids, their_noted
+
+
+MODULES = """\
+- name: Module tasks of a play of one host
+  hosts: all
+  gather_facts: false
+  tasks:
+    - name: Note where a fact is set
+      ansible.builtin.set_fact:
+        fact: "{{ 'fact' | noted(log, 'set_fact') }}"
+    - name: A command that reports a change and notifies the handler
+      ansible.builtin.command:
+        argv: [echo, "{{ 'module' | noted(log, 'module') }}"]
+      register: changed_result
+      notify: Say that the handler ran
+    - name: A command for each item
+      ansible.builtin.command: "echo {{ item }}"
+      loop: [one, two]
+      register: loop_result
+      changed_when: false
+    - name: A command that fails, its failure ignored
+      ansible.builtin.command: "false"
+      register: failed_result
+      ignore_errors: true
+    - name: A module that reads the machine
+      ansible.builtin.stat:
+        path: /
+      register: stat_result
+    - name: Print what was registered
+      ansible.builtin.debug:
+        msg: >-
+          registered {{ {'changed': changed_result | dict2items | selectattr('key', 'in', keys) | items2dict,
+          'failed': failed_result | dict2items | selectattr('key', 'in', keys) | items2dict,
+          'loop': loop_result.results | map(attribute='stdout') | list,
+          'stat': [stat_result.stat.exists, stat_result.stat.isdir, stat_result.stat.mode]}
+          | to_json | b64encode }}
+      vars:
+        keys: [changed, failed, rc, stdout, stderr, cmd, msg]
+  handlers:
+    - name: Say that the handler ran
+      ansible.builtin.debug:
+        msg: handled by the handler
+"""
+
+
+def modules_run(tmp_path: Path, **env: str) -> tuple[PlaybookRun, dict, dict[str, list[tuple[int, int]]]]:
+    """Runs MODULES on one host; returns the run, what it registered and where the noted values
+    were templated."""
+    tmp_path.mkdir()
+    log = tmp_path / "noted.log"
+    (tmp_path / "filter_plugins").mkdir()
+    (tmp_path / "filter_plugins" / "noted.py").write_text(NOTED_FILTER)
+    run, registered = run_and_read(tmp_path, MODULES.replace("noted(log", f"noted('{log}'"), "registered", **env)
+    noted: dict[str, list[tuple[int, int]]] = {}
+    for line in log.read_text().splitlines():
+        label, pid, ppid = line.split()
+        noted.setdefault(label, []).append((int(pid), int(ppid)))
+    return run, json.loads(base64.b64decode(registered)), noted
+
+
+def test_module_tasks_of_one_host_run_in_the_controller_with_a_worker_s_results(tmp_path: Path) -> None:
+    """A command's arguments are templated in the controller's process, where set_fact runs; a
+    changed task, its handler, a loop, an ignored failure and a module's facts come out as
+    Ansible's own strategy gives them."""
+    mine, registered, noted = modules_run(tmp_path / "mine")
+    theirs, expected, their_noted = modules_run(tmp_path / "theirs", ANSIBLE_STRATEGY="linear")
+    assert registered == expected
+    assert registered["changed"]["changed"] is True and registered["changed"]["stdout"] == "module"
+    assert registered["failed"]["failed"] is True and registered["loop"] == ["one", "two"]
+    assert registered["stat"][:2] == [True, True]
+    # The failed command counts as changed too, as commands do.
+    assert mine.recaps == theirs.recaps and [r.changed for r in mine.recaps] == [2], mine.tail()
+    assert mine.output.count("handled by the handler") == theirs.output.count("handled by the handler") == 1
+    assert noted["module"] == noted["set_fact"], noted
+    assert their_noted["module"][0][0] != their_noted["set_fact"][0][0], their_noted
