@@ -246,18 +246,27 @@ NOTED = """\
 """
 
 
-def where_conditions_ran(tmp_path: Path, hosts: str = TWO_HOSTS, **env: str) -> dict[str, list[tuple[int, int]]]:
-    """Runs the two conditions on HOSTS through a filter that notes the process evaluating them;
-    returns the (process, parent) pairs noted for each task."""
+def run_noted(
+    tmp_path: Path, playbook_text: str, marker: str, hosts: str = ONE_HOST, **env: str
+) -> tuple[PlaybookRun, str, dict[str, list[tuple[int, int]]]]:
+    """run_and_read with the `noted` filter beside PLAYBOOK_TEXT, its `noted(log, LABEL)` calls
+    writing to a log in TMP_PATH; also returns the (process, parent) pairs noted for each label."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
     log = tmp_path / "noted.log"
     (tmp_path / "filter_plugins").mkdir()
     (tmp_path / "filter_plugins" / "noted.py").write_text(NOTED_FILTER)
-    run_and_read(tmp_path, NOTED.replace("noted(log", f"noted('{log}'"), "noted", hosts, **env)
-    noted: dict[str, list[tuple[int, int]]] = {"skipped": [], "ran": []}
+    run, value = run_and_read(tmp_path, playbook_text.replace("noted(log", f"noted('{log}'"), marker, hosts, **env)
+    noted: dict[str, list[tuple[int, int]]] = {}
     for line in log.read_text().splitlines():
         label, pid, ppid = line.split()
-        noted[label].append((int(pid), int(ppid)))
-    return noted
+        noted.setdefault(label, []).append((int(pid), int(ppid)))
+    return run, value, noted
+
+
+def where_conditions_ran(tmp_path: Path, hosts: str = TWO_HOSTS, **env: str) -> dict[str, list[tuple[int, int]]]:
+    """Runs the two conditions on HOSTS through a filter that notes the process evaluating them;
+    returns the (process, parent) pairs noted for each task."""
+    return {"skipped": [], "ran": []} | run_noted(tmp_path, NOTED, "noted", hosts, **env)[2]
 
 
 def test_a_task_whose_condition_is_false_is_skipped_without_forking_a_worker(tmp_path: Path) -> None:
@@ -434,16 +443,8 @@ def controller_run(tmp_path: Path, **env: str) -> tuple[PlaybookRun, dict, dict[
     """Runs CONTROLLER; returns the run, what it registered and where the noted values were
     templated."""
     tmp_path.mkdir()
-    log = tmp_path / "noted.log"
-    (tmp_path / "filter_plugins").mkdir()
-    (tmp_path / "filter_plugins" / "noted.py").write_text(NOTED_FILTER)
     (tmp_path / "each.yml").write_text(EACH)
-    playbook = CONTROLLER.replace("noted(log", f"noted('{log}'")
-    run, registered = run_and_read(tmp_path, playbook, "registered", TWO_HOSTS, **env)
-    noted: dict[str, list[tuple[int, int]]] = {}
-    for line in log.read_text().splitlines():
-        label, pid, ppid = line.split()
-        noted.setdefault(label, []).append((int(pid), int(ppid)))
+    run, registered, noted = run_noted(tmp_path, CONTROLLER, "registered", TWO_HOSTS, **env)
     return run, json.loads(base64.b64decode(registered)), noted
 
 
@@ -512,15 +513,7 @@ MODULES = """\
 def modules_run(tmp_path: Path, **env: str) -> tuple[PlaybookRun, dict, dict[str, list[tuple[int, int]]]]:
     """Runs MODULES on one host; returns the run, what it registered and where the noted values
     were templated."""
-    tmp_path.mkdir()
-    log = tmp_path / "noted.log"
-    (tmp_path / "filter_plugins").mkdir()
-    (tmp_path / "filter_plugins" / "noted.py").write_text(NOTED_FILTER)
-    run, registered = run_and_read(tmp_path, MODULES.replace("noted(log", f"noted('{log}'"), "registered", **env)
-    noted: dict[str, list[tuple[int, int]]] = {}
-    for line in log.read_text().splitlines():
-        label, pid, ppid = line.split()
-        noted.setdefault(label, []).append((int(pid), int(ppid)))
+    run, registered, noted = run_noted(tmp_path, MODULES, "registered", **env)
     return run, json.loads(base64.b64decode(registered)), noted
 
 
