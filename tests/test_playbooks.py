@@ -358,3 +358,62 @@ def test_the_monitoring_handlers_run_before_the_stack_converges() -> None:
     for role in ("prometheus", "grafana", "alertmanager"):
         assert steps.index(f"mlops.infra.{role}") < flush, steps
     assert flush < steps.index("mlops.infra.edge_stack"), steps
+
+
+# ------------------------------------------------- one apt transaction for Docker and the stack
+
+
+def docker_packages_given_by_the_edge_path(tmp_path: Path, inventory_list: list[str] | None) -> list[str]:
+    """What playbooks/edge.yml gives role docker as docker_packages_extra, on a host whose
+    edge_stack input checks kept their packages as a fact and whose inventory lists
+    INVENTORY_LIST (or nothing) for docker_packages_extra."""
+    docker_play = next(p for p in plays_of(ROOT / "playbooks/edge.yml") if roles_of(p) == {"docker"})
+    (imported,) = [t for t in docker_play["tasks"] if "ansible.builtin.import_role" in t]
+    kept = [
+        t["ansible.builtin.set_fact"]["edge_stack_host_packages"]
+        for file, t, _ in tasks_of("edge_stack")
+        if file == "tasks/preflight.yml" and "edge_stack_host_packages" in (t.get("ansible.builtin.set_fact") or {})
+    ]
+    assert kept, "edge_stack's input checks no longer keep edge_stack_host_packages as a fact"
+    (tmp_path / "group_vars").mkdir(parents=True)
+    if inventory_list is not None:
+        (tmp_path / "group_vars" / "all.yml").write_text(yaml.safe_dump({"docker_packages_extra": inventory_list}))
+    plays = [
+        {
+            "name": "The input checks",
+            "hosts": "all",
+            "gather_facts": False,
+            "tasks": [{"ansible.builtin.set_fact": {"edge_stack_host_packages": ["python3-requests", "zstd"]}}],
+        },
+        {
+            "name": "Role docker's play",
+            "hosts": "all",
+            "gather_facts": False,
+            "tasks": [
+                {
+                    "ansible.builtin.debug": {"msg": "packages {{ docker_packages_extra | to_json }}"},
+                    "vars": {"docker_packages_extra": imported["vars"]["docker_packages_extra"]},
+                }
+            ],
+        },
+    ]
+    (tmp_path / "play.yml").write_text(yaml.safe_dump(plays, sort_keys=False))
+    run = run_playbook(
+        tmp_path / "play.yml",
+        inventory="localhost,",
+        extra_vars={"ansible_connection": "local", "ansible_python_interpreter": sys.executable},
+    )
+    assert run.returncode == 0, run.tail()
+    line = next(line for line in run.output.splitlines() if "packages [" in line)
+    return json.loads(line.split("packages ", 1)[1].rstrip("\"'"))
+
+
+def test_the_stack_s_host_packages_go_in_docker_s_apt_transaction(tmp_path: Path) -> None:
+    """A fresh host installs Python's requests and zstd with Docker (edge_stack installs only
+    what is still missing), after what the inventory lists for docker_packages_extra."""
+    assert docker_packages_given_by_the_edge_path(tmp_path / "none", None) == ["python3-requests", "zstd"]
+    assert docker_packages_given_by_the_edge_path(tmp_path / "listed", ["docker-buildx"]) == [
+        "docker-buildx",
+        "python3-requests",
+        "zstd",
+    ]
