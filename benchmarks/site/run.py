@@ -174,6 +174,31 @@ def stack_state(name: str) -> dict[str, str]:
     return state
 
 
+def hosts_cpu_seconds(names: list[str]) -> float | None:
+    """CPU time the test hosts NAMES have used so far, read from their containers' cgroups.
+
+    That is each host's own work for a run (systemd, sshd, the Mitogen interpreter, dockerd), which
+    a real fleet does on the hosts' machines; not the stack's containers, which the hosts' Docker
+    Engine puts in cgroups of their own. None where a cgroup cannot be read (cgroup v1 or v2)."""
+    total = 0.0
+    for name in names:
+        pid = subprocess.run(
+            ["docker", "inspect", "-f", "{{.State.Pid}}", name], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        cgroups = dict(line.split(":", 2)[1:] for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines())
+        v1 = next((c for c in cgroups if "cpuacct" in c.split(",")), None)
+        try:
+            if v1 is not None:
+                usage = Path("/sys/fs/cgroup", v1, cgroups[v1].lstrip("/"), "cpuacct.usage").read_text()
+                total += int(usage) / 1e9
+            else:
+                stat = Path("/sys/fs/cgroup", cgroups[""].lstrip("/"), "cpu.stat").read_text().split()
+                total += int(stat[stat.index("usage_usec") + 1]) / 1e6
+        except (OSError, KeyError, ValueError):
+            return None
+    return total
+
+
 def host_survey(name: str) -> dict[str, set[str]]:
     return {
         "packages": set(testhosts.docker_exec(name, PACKAGES).stdout.split()),
@@ -466,6 +491,8 @@ def main() -> None:
     hosts = [f"site-bench-{i}" for i in range(1, max(fleets) + 1)]
     times: dict[int, list[float]] = {n: [] for n in fleets}
     cpus: dict[int, list[float]] = {n: [] for n in fleets}
+    kernel: dict[int, list[float]] = {n: [] for n in fleets}
+    hosts_cpu: dict[int, list[float]] = {n: [] for n in fleets}
     baseline_fleets = [int(n) for n in args.baseline_fleets.split(",")] if args.baseline else []
     baseline: dict[int, list[float]] = {n: [] for n in baseline_fleets}
     baseline_cpus: dict[int, list[float]] = {n: [] for n in baseline_fleets}
@@ -486,15 +513,22 @@ def main() -> None:
             testhosts.docker_exec(name, f"rm {INSTALLER_SUDOERS}")
         for r in range(args.rounds):
             for n in fleets if r % 2 == 0 else list(reversed(fleets)):
+                before = hosts_cpu_seconds(hosts[:n])
                 run = site(inventory, "--limit", ",".join(hosts[:n]))
+                after = hosts_cpu_seconds(hosts[:n])
                 changed = {h: c for h, c in run.changed().items() if c}
                 assert not changed, f"a no-change run changed {changed}:\n" + "\n".join(run.changed_tasks())
                 assert len(run.recaps) == n, run.tail()
                 times[n].append(run.seconds)
                 cpus[n].append(run.cpu_seconds)
+                kernel[n].append(run.cpu_system_seconds)
+                used = None if before is None or after is None else after - before
+                if used is not None:
+                    hosts_cpu[n].append(used)
                 print(
-                    f"round {r + 1}: {n} host(s): {run.seconds:.1f} s, "
-                    f"controller CPU {run.cpu_seconds:.1f} s, changed=0",
+                    f"round {r + 1}: {n} host(s): {run.seconds:.1f} s, controller CPU {run.cpu_seconds:.1f} s "
+                    f"({run.cpu_system_seconds:.1f} s kernel), test hosts' CPU "
+                    f"{'-' if used is None else f'{used:.1f} s'}, changed=0",
                     flush=True,
                 )
             for n in baseline_fleets:
@@ -520,11 +554,18 @@ def main() -> None:
     def extra(median: float, first: float, n: int) -> str:
         return "-" if n == 1 else f"{(median - first) / (n - 1) / first * 100:.0f}%"
 
+    def median(values: list[float]) -> str:
+        return f"{statistics.median(values):.1f} s" if values else "-"
+
     rows = "\n".join(
         f"| {n} | {statistics.median(times[n]):.1f} s | {statistics.median(times[n]) / one:.2f}x | "
         f"{extra(statistics.median(times[n]), one, n)} | {statistics.median(cpus[n]):.1f} s | "
-        f"{extra(statistics.median(cpus[n]), one_cpu, n)} |"
+        f"{extra(statistics.median(cpus[n]), one_cpu, n)} | {median(kernel[n])} | {median(hosts_cpu[n])} |"
         for n in fleets
+    )
+    header = (
+        "| hosts | no-change `site.yml` | / 1 host | each extra host, share of the first | controller CPU "
+        "| each extra host | of it, kernel | test hosts' CPU |\n" + "|---" * 8 + "|"
     )
     report = f"""# Site benchmark: no-change runs (benchmarks/site/run.py)
 
@@ -535,16 +576,19 @@ inside each, the edge stack without Grafana. `site.yml` converged them first (al
 nothing to change (changed=0 checked on every host, {tasks} tasks ok per host), medians of
 {args.rounds} rounds, the fleet sizes alternating their order.
 
-| hosts | no-change `site.yml` | / 1 host | each extra host, share of the first | controller CPU | each extra host |
-|---|---|---|---|---|---|
+{header}
 {rows}
 
 Controller CPU: user and system time of ansible-playbook and every process it waited for
 (workers, Mitogen, ssh clients), not the test hosts' own work, which shares this machine's
-cores with the controller here but has machines of its own in a real fleet.
+cores with the controller here but has machines of its own in a real fleet. Of it, kernel: its
+system time (forking a worker per task and host, the page faults of copy-on-write, I/O).
+Test hosts' CPU: what the hosts' own containers used during the run (their cgroups: systemd,
+sshd, the Mitogen interpreter, dockerd), all hosts of the fleet together.
 
 Every round (seconds): {json.dumps({str(n): [round(t, 1) for t in times[n]] for n in fleets})}
 Controller CPU of every round (seconds): {json.dumps({str(n): [round(t, 1) for t in cpus[n]] for n in fleets})}
+Test hosts' CPU of every round (seconds): {json.dumps({str(n): [round(t, 1) for t in hosts_cpu[n]] for n in fleets})}
 """
     for n, old in baseline.items():
         mine = statistics.median(times[n])

@@ -131,6 +131,8 @@ class PlaybookRun:
     # workers, Mitogen's, the ssh clients. Not the test hosts' own work, nor a ControlPersist
     # master left running. On a machine that also runs the hosts, this is the controller's share.
     cpu_seconds: float = 0.0
+    # The kernel's part of cpu_seconds (system time): forks, page faults, I/O.
+    cpu_system_seconds: float = 0.0
 
     @property
     def recaps(self) -> list[HostRecap]:
@@ -212,8 +214,9 @@ def run_playbook(
     )
     seconds = time.monotonic() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return PlaybookRun(done.returncode, strip_ansi(done.stdout + done.stderr), seconds, cpu)
+    system = after.ru_stime - before.ru_stime
+    cpu = (after.ru_utime - before.ru_utime) + system
+    return PlaybookRun(done.returncode, strip_ansi(done.stdout + done.stderr), seconds, cpu, system)
 
 
 # ---- Molecule verifiers -------------------------------------------------------------------
