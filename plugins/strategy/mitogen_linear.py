@@ -113,12 +113,18 @@ _CONTROLLER_ACTIONS = frozenset(
 def _runs_in_controller(task: Task, alone: bool) -> bool:
     """Whether TASK runs in the controller's process: an include, or an action that reads its
     arguments and variables and never the host; with ALONE (the host is the only one this task
-    runs on, and Mitogen connects to it), any task."""
-    # Nothing that waits (retries, a loop's pause, async, a timeout's alarm) or works on
-    # another host's variables.
-    if task.delegate_to or task.until or task.loop_control.pause or task.async_val or task.timeout:
+    runs on, and Mitogen connects to it), any task, delegated ones too."""
+    # Nothing that waits (retries, a loop's pause, async, a timeout's alarm).
+    if task.until or task.loop_control.pause or task.async_val or task.timeout:
         return False
-    return alone or task.action in C._ACTION_ALL_INCLUDE_ROLE_TASKS or task.resolved_action in _CONTROLLER_ACTIONS
+    if alone:
+        # A delegated task's executor works out the delegated host's variables and connection,
+        # here as in a worker.
+        return True
+    # Beside other hosts, nothing that works on another host's variables.
+    return not task.delegate_to and (
+        task.action in C._ACTION_ALL_INCLUDE_ROLE_TASKS or task.resolved_action in _CONTROLLER_ACTIONS
+    )
 
 
 class _NoWorkerForControllerWork:
@@ -140,7 +146,8 @@ class _NoWorkerForControllerWork:
     edge box, a host converging itself in pull mode, a canary batch) has nothing to run beside
     it, and through Mitogen a module runs in the interpreter kept on the host wherever the
     connection is opened: the controller's process opens it itself, once, instead of each forked
-    worker. A no-change `site.yml` on one host forked about 96 workers.
+    worker. A no-change `site.yml` on one host forked about 96 workers; it now forks only for the
+    tasks that wait (retries, pauses, async, timeouts).
     """
 
     # Whether a batch of one host has every task run here (set where Mitogen connects).

@@ -493,13 +493,25 @@ MODULES = """\
       ansible.builtin.stat:
         path: /
       register: stat_result
+    - name: A command delegated to another host, the controller under another name
+      ansible.builtin.command:
+        argv: [echo, "{{ inventory_hostname }} {{ 'delegated' | noted(log, 'delegated') }}"]
+      delegate_to: second
+      register: delegated_result
+      changed_when: false
+    - name: A delegated command whose condition is false
+      ansible.builtin.command: "false"
+      delegate_to: second
+      register: delegated_skipped
+      when: false | noted(log, 'delegated_skipped')
     - name: Print what was registered
       ansible.builtin.debug:
         msg: >-
           registered {{ {'changed': changed_result | dict2items | selectattr('key', 'in', keys) | items2dict,
           'failed': failed_result | dict2items | selectattr('key', 'in', keys) | items2dict,
           'loop': loop_result.results | map(attribute='stdout') | list,
-          'stat': [stat_result.stat.exists, stat_result.stat.isdir, stat_result.stat.mode]}
+          'stat': [stat_result.stat.exists, stat_result.stat.isdir, stat_result.stat.mode],
+          'delegated': [delegated_result.stdout, delegated_result.changed, delegated_skipped.skipped]}
           | to_json | b64encode }}
       vars:
         keys: [changed, failed, rc, stdout, stderr, cmd, msg]
@@ -518,9 +530,10 @@ def modules_run(tmp_path: Path, **env: str) -> tuple[PlaybookRun, dict, dict[str
 
 
 def test_module_tasks_of_one_host_run_in_the_controller_with_a_worker_s_results(tmp_path: Path) -> None:
-    """A command's arguments are templated in the controller's process, where set_fact runs; a
-    changed task, its handler, a loop, an ignored failure and a module's facts come out as
-    Ansible's own strategy gives them."""
+    """A command's arguments are templated in the controller's process, where set_fact runs, and
+    so are a delegated command's and its condition; a changed task, its handler, a loop, an
+    ignored failure, a module's facts and the delegated results come out as Ansible's own
+    strategy gives them."""
     mine, registered, noted = modules_run(tmp_path / "mine")
     theirs, expected, their_noted = modules_run(tmp_path / "theirs", ANSIBLE_STRATEGY="linear")
     assert registered == expected
@@ -530,5 +543,7 @@ def test_module_tasks_of_one_host_run_in_the_controller_with_a_worker_s_results(
     # The failed command counts as changed too, as commands do.
     assert mine.recaps == theirs.recaps and [r.changed for r in mine.recaps] == [2], mine.tail()
     assert mine.output.count("handled by the handler") == theirs.output.count("handled by the handler") == 1
-    assert noted["module"] == noted["set_fact"], noted
+    assert registered["delegated"] == ["localhost delegated", False, True]
+    assert noted["module"] == noted["set_fact"] == noted["delegated"] == noted["delegated_skipped"], noted
     assert their_noted["module"][0][0] != their_noted["set_fact"][0][0], their_noted
+    assert their_noted["delegated"][0][0] != their_noted["set_fact"][0][0], their_noted
