@@ -360,39 +360,47 @@ def test_the_monitoring_handlers_run_before_the_stack_converges() -> None:
     assert flush < steps.index("mlops.infra.edge_stack"), steps
 
 
-# ------------------------------------------------- one apt transaction for Docker and the stack
+# ------------------------------------------ one apt transaction for hardening, Docker and the stack
 
 
-def docker_packages_given_by_the_edge_path(tmp_path: Path, inventory_list: list[str] | None) -> list[str]:
-    """What playbooks/edge.yml gives role docker as docker_packages_extra, on a host whose
-    edge_stack input checks kept their packages as a fact and whose inventory lists
-    INVENTORY_LIST (or nothing) for docker_packages_extra."""
-    docker_play = next(p for p in plays_of(ROOT / "playbooks/edge.yml") if roles_of(p) == {"docker"})
-    (imported,) = [t for t in docker_play["tasks"] if "ansible.builtin.import_role" in t]
+def kept_fact(role: str, tasks_file: str, fact: str) -> None:
+    """Fail unless ROLE's TASKS_FILE keeps FACT as a fact for the later plays of the run."""
     kept = [
-        t["ansible.builtin.set_fact"]["edge_stack_host_packages"]
-        for file, t, _ in tasks_of("edge_stack")
-        if file == "tasks/preflight.yml" and "edge_stack_host_packages" in (t.get("ansible.builtin.set_fact") or {})
+        t for file, t, _ in tasks_of(role) if file == tasks_file and fact in (t.get("ansible.builtin.set_fact") or {})
     ]
-    assert kept, "edge_stack's input checks no longer keep edge_stack_host_packages as a fact"
+    assert kept, f"{role}'s {tasks_file} no longer keeps {fact} as a fact"
+
+
+def hardening_packages_given_by_the_edge_path(tmp_path: Path, inventory_list: list[str] | None) -> list[str]:
+    """What playbooks/edge.yml gives role hardening as hardening_packages_extra, on a host whose
+    docker and edge_stack input checks kept their packages as facts and whose inventory lists
+    INVENTORY_LIST (or nothing) for hardening_packages_extra."""
+    kept_fact("docker", "tasks/preflight-host.yml", "docker_distro_packages")
+    kept_fact("edge_stack", "tasks/preflight.yml", "edge_stack_host_packages")
+    hardening_play = next(p for p in plays_of(ROOT / "playbooks/edge.yml") if roles_of(p) == {"hardening"})
+    (imported,) = [t for t in hardening_play["tasks"] if "ansible.builtin.import_role" in t]
     (tmp_path / "group_vars").mkdir(parents=True)
     if inventory_list is not None:
-        (tmp_path / "group_vars" / "all.yml").write_text(yaml.safe_dump({"docker_packages_extra": inventory_list}))
+        (tmp_path / "group_vars" / "all.yml").write_text(yaml.safe_dump({"hardening_packages_extra": inventory_list}))
+    kept = {
+        "docker_distro_packages": ["docker.io", "docker-cli"],
+        "edge_stack_host_packages": ["python3-requests", "zstd"],
+    }
     plays = [
         {
             "name": "The input checks",
             "hosts": "all",
             "gather_facts": False,
-            "tasks": [{"ansible.builtin.set_fact": {"edge_stack_host_packages": ["python3-requests", "zstd"]}}],
+            "tasks": [{"ansible.builtin.set_fact": kept}],
         },
         {
-            "name": "Role docker's play",
+            "name": "Role hardening's play",
             "hosts": "all",
             "gather_facts": False,
             "tasks": [
                 {
-                    "ansible.builtin.debug": {"msg": "packages {{ docker_packages_extra | to_json }}"},
-                    "vars": {"docker_packages_extra": imported["vars"]["docker_packages_extra"]},
+                    "ansible.builtin.debug": {"msg": "packages {{ hardening_packages_extra | to_json }}"},
+                    "vars": {"hardening_packages_extra": imported["vars"]["hardening_packages_extra"]},
                 }
             ],
         },
@@ -408,12 +416,12 @@ def docker_packages_given_by_the_edge_path(tmp_path: Path, inventory_list: list[
     return json.loads(line.split("packages ", 1)[1].rstrip("\"'"))
 
 
-def test_the_stack_s_host_packages_go_in_docker_s_apt_transaction(tmp_path: Path) -> None:
-    """A fresh host installs Python's requests and zstd with Docker (edge_stack installs only
-    what is still missing), after what the inventory lists for docker_packages_extra."""
-    assert docker_packages_given_by_the_edge_path(tmp_path / "none", None) == ["python3-requests", "zstd"]
-    assert docker_packages_given_by_the_edge_path(tmp_path / "listed", ["docker-buildx"]) == [
-        "docker-buildx",
-        "python3-requests",
-        "zstd",
-    ]
+def test_docker_s_and_the_stack_s_packages_go_in_hardening_s_apt_transaction(tmp_path: Path) -> None:
+    """A fresh host installs Docker's Debian packages, Python's requests and zstd with
+    hardening's (roles docker and edge_stack install only what is still missing), after what
+    the inventory lists for hardening_packages_extra; role docker's play adds nothing."""
+    given = ["docker.io", "docker-cli", "python3-requests", "zstd"]
+    assert hardening_packages_given_by_the_edge_path(tmp_path / "none", None) == given
+    assert hardening_packages_given_by_the_edge_path(tmp_path / "listed", ["aide"]) == ["aide", *given]
+    docker_play = next(p for p in plays_of(ROOT / "playbooks/edge.yml") if roles_of(p) == {"docker"})
+    assert all("docker_packages_extra" not in t.get("vars", {}) for t in docker_play["tasks"])

@@ -154,6 +154,25 @@ def test_grafana_provisioning_files_are_in_place(host: Any) -> None:
 RUNNING = ["mlops-alertmanager", "mlops-frontend", "mlops-inference-api", "mlops-node-exporter", "mlops-prometheus"]
 
 
+def apt_installs(host: Any) -> list[set[str]]:
+    """The packages each apt transaction of the host's /var/log/apt/history.log installed."""
+    transactions: list[set[str]] = []
+    for line in host.file("/var/log/apt/history.log").content_string.splitlines():
+        if line.startswith("Install: "):
+            # "Install: zstd:amd64 (1.5.6+dfsg-2), docker.io:amd64 (26.1.5+dfsg1-9+b9, automatic)"
+            entries = line.removeprefix("Install: ").split("), ")
+            transactions.append({entry.split(":", 1)[0].split(" ", 1)[0] for entry in entries})
+    return transactions
+
+
+def test_a_fresh_host_installs_every_package_in_one_apt_transaction(host: Any) -> None:
+    """Hardening's packages, Docker's (from Debian) and the stack's share one transaction:
+    each further one paid its own dpkg run and triggers (playbooks/edge.yml)."""
+    with_docker = [t for t in apt_installs(host) if "docker.io" in t]
+    assert len(with_docker) == 1, with_docker
+    assert {"sysstat", "fail2ban", "docker-cli", "docker-compose", "python3-requests", "zstd"} <= with_docker[0]
+
+
 def test_grafana_is_left_out_and_nothing_else(host: Any) -> None:
     names = host.check_output("docker ps --format '{{.Names}}'").split()
     assert sorted(names) == RUNNING
