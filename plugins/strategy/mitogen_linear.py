@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import importlib.util
 import os
 import typing as t
 
@@ -110,17 +111,22 @@ _CONTROLLER_ACTIONS = frozenset(
 )
 
 
-def _runs_in_controller(task: Task, alone: bool) -> bool:
+# Actions that sleep in the controller's process while they wait for a host.
+_WAITING_ACTIONS = frozenset({"ansible.builtin.pause", "ansible.builtin.reboot", "ansible.builtin.wait_for_connection"})
+
+
+def _runs_in_controller(task: Task, modules: bool) -> bool:
     """Whether TASK runs in the controller's process: an include, or an action that reads its
-    arguments and variables and never the host; with ALONE (the host is the only one this task
-    runs on, and Mitogen connects to it), any task, delegated ones too."""
-    # Nothing that waits (retries, a loop's pause, async, a timeout's alarm).
+    arguments and variables and never the host; with MODULES (Mitogen connects to the host, and
+    the host is the only one this task runs on or the hosts run side by side), any task,
+    delegated ones too."""
+    # Nothing that waits (retries, a loop's pause, async, a timeout's alarm, a sleeping action).
     if task.until or task.loop_control.pause or task.async_val or task.timeout:
         return False
-    if alone:
+    if modules:
         # A delegated task's executor works out the delegated host's variables and connection,
         # here as in a worker.
-        return True
+        return task.resolved_action not in _WAITING_ACTIONS
     # Beside other hosts, nothing that works on another host's variables.
     return not task.delegate_to and (
         task.action in C._ACTION_ALL_INCLUDE_ROLE_TASKS or task.resolved_action in _CONTROLLER_ACTIONS
@@ -152,6 +158,9 @@ class _NoWorkerForControllerWork:
 
     # Whether a batch of one host has every task run here (set where Mitogen connects).
     _modules_in_controller = False
+    # Where the tasks of a batch of several hosts run side by side (set where Mitogen connects).
+    _side_by_side: t.Any = None
+    _executor_class: type[TaskExecutor] = TaskExecutor
     _hosts_in_batch = 0
 
     def get_hosts_left(self, iterator: t.Any) -> list[Host]:
@@ -160,11 +169,20 @@ class _NoWorkerForControllerWork:
         self._hosts_in_batch = len(hosts)
         return hosts
 
+    def _before_fork(self) -> None:
+        """Called before a worker is forked for a task."""
+
     def _queue_task(self, host: Host, task: Task, task_vars: dict[str, t.Any], play_context: PlayContext) -> None:
-        in_controller = _runs_in_controller(task, self._modules_in_controller and self._hosts_in_batch == 1)
+        several = self._hosts_in_batch > 1
+        # Side by side, except where the task limits how many hosts run it at once (`throttle`),
+        # which workers do.
+        side_by_side = self._side_by_side is not None and not task.throttle
+        modules = self._modules_in_controller and (not several or side_by_side)
+        in_controller = _runs_in_controller(task, modules)
         # A task run here has its condition decided by its executor, like any other.
         result = None if in_controller else _skipped_by_condition(self._loader, host, task, task_vars, play_context)
         if result is None and not in_controller:
+            self._before_fork()
             super()._queue_task(host, task, task_vars, play_context)
             return
         # What StrategyBase._queue_task does before its worker starts: a loop's executor sends
@@ -176,31 +194,55 @@ class _NoWorkerForControllerWork:
             "play_context": play_context,
         }
         self._tqm.send_callback("v2_runner_on_start", host, task)
-        sent = task
-        if in_controller:
-            # The executor templates the task and its block in place, as a worker does its copies.
-            sent = task.copy(exclude_tasks=True)
-            with TaskContext(sent):
-                result = TaskExecutor(
-                    host,
-                    sent,
-                    dict(task_vars),
-                    play_context,
-                    self._loader,
-                    plugin_loader.get_plugin_loader_namespace(),
-                    self._final_q,
-                    self._variable_manager,
-                ).run()
-        self._final_q.send_task_result(
-            _RawTaskResult(host=host, task=sent, return_data=result, task_fields=sent.dump_attrs())
-        )
         self._pending_results += 1
+        if not in_controller:
+            self._send_result(host, task, result)
+            return
+        # The executor templates the task and its block in place, as a worker does its copies.
+        sent = task.copy(exclude_tasks=True)
+        executor = self._executor_class(
+            host,
+            sent,
+            dict(task_vars),
+            play_context,
+            self._loader,
+            plugin_loader.get_plugin_loader_namespace(),
+            self._final_q,
+            self._variable_manager,
+        )
+
+        def execute() -> None:
+            with TaskContext(sent):
+                self._send_result(host, sent, executor.run())
+
+        if several and modules:
+            # At most `forks` at once, as with workers.
+            self._side_by_side.start(execute, limit=len(self._workers))
+        else:
+            execute()
+
+    def _send_result(self, host: Host, task: Task, result: dict[str, t.Any]) -> None:
+        self._final_q.send_task_result(
+            _RawTaskResult(host=host, task=task, return_data=result, task_fields=task.dump_attrs())
+        )
+
+    def _process_pending_results(self, *args, **kwargs) -> list[t.Any]:
+        if self._side_by_side is not None:
+            self._side_by_side.poll()
+        return super()._process_pending_results(*args, **kwargs)
+
+    def _wait_on_pending_results(self, iterator: t.Any) -> list[t.Any]:
+        if self._side_by_side is not None:
+            self._side_by_side.drain()
+        return super()._wait_on_pending_results(iterator)
 
 
 try:
     # The strategy imports ansible_mitogen.loaders, which refuses an Ansible older than Mitogen
     # supports.
     import ansible_mitogen.affinity
+    import ansible_mitogen.connection
+    import ansible_mitogen.process
     from ansible_mitogen.strategy import StrategyMixin
 except ImportError:
     Display().warning(
@@ -246,13 +288,54 @@ else:
         if len(os.sched_getaffinity(0)) < 4:
             ansible_mitogen.affinity.policy = ansible_mitogen.affinity.Policy()
 
+    def _side_by_side() -> t.Any:
+        """Where the tasks of a batch of several hosts run side by side; None where the greenlet
+        package is missing, or where hosts are spread over several multiplexers
+        (MITOGEN_CPU_COUNT), whose connections the controller's process could not keep at once."""
+        if ansible_mitogen.process.get_cpu_count(default=1) != 1 or importlib.util.find_spec("greenlet") is None:
+            return None
+        from ansible_collections.mlops.infra.plugins.plugin_utils.side_by_side import side_by_side
+
+        return side_by_side()
+
+    class _ControllerTaskExecutor(TaskExecutor):
+        """Ansible's TaskExecutor, which leaves the controller's Mitogen broker running when its
+        task ends.
+
+        An executor closes its connection at the end of its task, and Mitogen's close shuts down
+        the process's broker (a thread) and its connection to the multiplexer, which is right in
+        a worker that is about to exit. In the controller's process the next task would start
+        both again, and the tasks of hosts running side by side share them. The connection
+        still hands its host's interpreter back to the multiplexer. The strategy shuts the
+        broker down itself before it forks a worker, and at the end of the play.
+        """
+
+        def _get_connection(self, cvars: t.Any, templar: t.Any, current_connection: str) -> t.Any:
+            connection = super()._get_connection(cvars, templar, current_connection)
+            if isinstance(connection, ansible_mitogen.connection.Connection):
+                connection.close = connection._put_connection
+            return connection
+
     class StrategyModule(_NoWorkerForControllerWork, StrategyMixin, LinearStrategy):  # type: ignore[no-redef]
         """Ansible's linear strategy with Mitogen's connections and in-process module runs."""
 
         _modules_in_controller = True
+        _executor_class = _ControllerTaskExecutor
 
         def __init__(self, *args, **kwargs) -> None:
             super().__init__(*args, **kwargs)
             _leave_small_controllers_cpus_to_the_kernel()
             _import_collections()
             _freeze_inherited_heap_in_workers()
+            self._side_by_side = _side_by_side()
+
+        def _before_fork(self) -> None:
+            # A worker must not inherit a broker whose thread it does not have.
+            ansible_mitogen.process.get_worker_model().on_binding_close()
+
+        def run(self, iterator: t.Any, play_context: PlayContext) -> int:  # type: ignore[override]
+            try:
+                return super().run(iterator, play_context)
+            finally:
+                # The broker's thread would keep the program from exiting.
+                ansible_mitogen.process.get_classic_worker_model().on_binding_close()

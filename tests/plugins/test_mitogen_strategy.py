@@ -5,8 +5,9 @@ the parent of the command they start: the Python process that ran the module. Th
 both tasks run in the one interpreter the run keeps for the host (the same parent); with
 Ansible's own strategy each task is a fresh Python program (two parents).
 
-Plays of one host run every task in the controller's process through Mitogen; the tests of what
-happens in a task's worker run their plays on two hosts (TWO_HOSTS, both this machine).
+Through Mitogen, every task runs in the controller's process, the tasks of several hosts side by
+side; the tests of what happens in a task's worker give their tasks a timeout, which still forks
+one, and run their plays on two hosts (TWO_HOSTS, both this machine).
 """
 
 from __future__ import annotations
@@ -77,11 +78,13 @@ IN_WORKER = """\
   gather_facts: false
   tasks:
     - name: Template the expression in the task's worker
-      # A module's arguments are templated in the task's worker (debug's are in the controller).
+      # A module's arguments are templated where its task runs (debug's in the controller), and a
+      # task with a timeout runs in a worker: the alarm that ends it would end the controller.
       ansible.builtin.command:
         argv: [echo, "{{{{ {expression} }}}}"]
       changed_when: false
       register: answer
+      timeout: 300
     - name: Print the answer
       ansible.builtin.debug:
         msg: "{marker} {{{{ answer.stdout }}}}"
@@ -263,15 +266,23 @@ def run_noted(
     return run, value, noted
 
 
-def where_conditions_ran(tmp_path: Path, hosts: str = TWO_HOSTS, **env: str) -> dict[str, list[tuple[int, int]]]:
+# The same tasks, each with a timeout: what runs of them runs in a worker.
+NOTED_IN_WORKERS = NOTED.replace("      when: ", "      timeout: 300\n      when: ")
+
+
+def where_conditions_ran(
+    tmp_path: Path, hosts: str = TWO_HOSTS, playbook_text: str = NOTED_IN_WORKERS, **env: str
+) -> dict[str, list[tuple[int, int]]]:
     """Runs the two conditions on HOSTS through a filter that notes the process evaluating them;
     returns the (process, parent) pairs noted for each task."""
-    return {"skipped": [], "ran": []} | run_noted(tmp_path, NOTED, "noted", hosts, **env)[2]
+    return {"skipped": [], "ran": []} | run_noted(tmp_path, playbook_text, "noted", hosts, **env)[2]
 
 
 def test_a_task_whose_condition_is_false_is_skipped_without_forking_a_worker(tmp_path: Path) -> None:
-    """On two hosts, each false condition is evaluated in the controller's process, the parent of
-    the workers that run the next task, and in no worker. Each true one is evaluated in both."""
+    """On two hosts, each false condition of a task that would run in a worker is evaluated in the
+    controller's process, the parent of the workers that run the next task, and in no worker.
+    Each true one is evaluated in both."""
+    assert NOTED_IN_WORKERS.count("timeout: 300") == 2
     noted = where_conditions_ran(tmp_path)
     controllers = {pid for pid, _ in noted["skipped"]}
     assert len(noted["skipped"]) == 2 and len(controllers) == 1, noted
@@ -283,7 +294,7 @@ def test_a_task_whose_condition_is_false_is_skipped_without_forking_a_worker(tmp
 def test_ansible_s_own_strategy_forks_a_worker_to_skip_a_task(tmp_path: Path) -> None:
     """The control: with Ansible's linear strategy each condition is evaluated once, in a worker
     forked from the controller's process, even for a single host."""
-    noted = where_conditions_ran(tmp_path, ONE_HOST, ANSIBLE_STRATEGY="linear")
+    noted = where_conditions_ran(tmp_path, ONE_HOST, NOTED, ANSIBLE_STRATEGY="linear")
     assert len(noted["skipped"]) == len(noted["ran"]) == 1, noted
     (skipped, controller), (ran, also_controller) = noted["skipped"][0], noted["ran"][0]
     assert controller == also_controller and len({skipped, ran, controller}) == 3, noted
@@ -292,7 +303,7 @@ def test_ansible_s_own_strategy_forks_a_worker_to_skip_a_task(tmp_path: Path) ->
 def test_a_play_of_one_host_runs_every_task_in_the_controller_s_process(tmp_path: Path) -> None:
     """With nothing to run beside it, a single host's tasks run where Mitogen's connection is
     opened once: the controller's process. Each condition is evaluated once, by its executor."""
-    noted = where_conditions_ran(tmp_path, ONE_HOST)
+    noted = where_conditions_ran(tmp_path, ONE_HOST, NOTED)
     assert len(noted["skipped"]) == len(noted["ran"]) == 1, noted
     assert noted["skipped"][0] == noted["ran"][0], noted
 
@@ -300,7 +311,7 @@ def test_a_play_of_one_host_runs_every_task_in_the_controller_s_process(tmp_path
 def test_without_mitogen_a_play_of_one_host_still_forks_a_worker_per_task(tmp_path: Path) -> None:
     """Ansible's own connections are left to workers: the true condition is evaluated in the
     controller (the skip check) and again in the worker that runs the task."""
-    noted = where_conditions_ran(tmp_path, ONE_HOST, PYTHONPATH=hide_mitogen(tmp_path))
+    noted = where_conditions_ran(tmp_path, ONE_HOST, NOTED, PYTHONPATH=hide_mitogen(tmp_path))
     (controller, _), (skipped, _) = noted["ran"][0], noted["skipped"][0]
     assert controller == skipped and [parent for _, parent in noted["ran"][1:]] == [controller], noted
 
@@ -420,10 +431,11 @@ CONTROLLER = """\
         that: false
       when: total | int == 7
       register: skipped_result
-    - name: Note where a module's arguments are templated
+    - name: Note where a module's arguments are templated, in a worker (the task has a timeout)
       ansible.builtin.command:
         argv: [echo, "{{ 'module' | noted(log, 'module') }}"]
       changed_when: false
+      timeout: 300
     - name: Print what was registered
       ansible.builtin.debug:
         msg: >-
@@ -451,7 +463,8 @@ def controller_run(tmp_path: Path, **env: str) -> tuple[PlaybookRun, dict, dict[
 def test_tasks_on_the_controller_s_data_run_in_its_process_with_a_worker_s_results(tmp_path: Path) -> None:
     """set_fact, assert, include_tasks and debug run in the controller's process, no worker
     forked for them; what they register and print is what workers of Ansible's own strategy
-    give. A module's arguments are still templated in a worker, whose parent is that process."""
+    give. A module's arguments, in a task with a timeout, are templated in a worker, whose parent
+    is that process."""
     mine, registered, noted = controller_run(tmp_path / "mine")
     theirs, expected, their_noted = controller_run(tmp_path / "theirs", ANSIBLE_STRATEGY="linear")
     assert registered == expected
@@ -522,10 +535,12 @@ MODULES = """\
 """
 
 
-def modules_run(tmp_path: Path, **env: str) -> tuple[PlaybookRun, dict, dict[str, list[tuple[int, int]]]]:
-    """Runs MODULES on one host; returns the run, what it registered and where the noted values
-    were templated."""
-    run, registered, noted = run_noted(tmp_path, MODULES, "registered", **env)
+def modules_run(
+    tmp_path: Path, hosts: str = ONE_HOST, **env: str
+) -> tuple[PlaybookRun, dict, dict[str, list[tuple[int, int]]]]:
+    """Runs MODULES on HOSTS; returns the run, what it registered (for the first host to print
+    it) and where the noted values were templated."""
+    run, registered, noted = run_noted(tmp_path, MODULES, "registered", hosts, **env)
     return run, json.loads(base64.b64decode(registered)), noted
 
 
@@ -547,3 +562,147 @@ def test_module_tasks_of_one_host_run_in_the_controller_with_a_worker_s_results(
     assert noted["module"] == noted["set_fact"] == noted["delegated"] == noted["delegated_skipped"], noted
     assert their_noted["module"][0][0] != their_noted["set_fact"][0][0], their_noted
     assert their_noted["delegated"][0][0] != their_noted["set_fact"][0][0], their_noted
+
+
+def test_module_tasks_of_several_hosts_run_in_the_controller_with_a_worker_s_results(tmp_path: Path) -> None:
+    """Through Mitogen, the tasks of two hosts run in the controller's process too, side by side:
+    no worker templates their arguments, and what they register, print and count is what
+    Ansible's own strategy gives with a worker for each task and host."""
+    mine, registered, noted = modules_run(tmp_path / "mine", hosts=TWO_HOSTS)
+    theirs, expected, their_noted = modules_run(tmp_path / "theirs", hosts=TWO_HOSTS, ANSIBLE_STRATEGY="linear")
+    assert registered == expected
+    assert registered["changed"]["stdout"] == "module" and registered["loop"] == ["one", "two"]
+    assert mine.recaps == theirs.recaps and [r.changed for r in mine.recaps] == [2, 2], mine.tail()
+    assert mine.output.count("handled by the handler") == theirs.output.count("handled by the handler") == 2
+    controllers = set(noted["set_fact"])
+    assert len(controllers) == 1 and len(noted["set_fact"]) == 2, noted
+    for label in ("module", "delegated", "delegated_skipped"):
+        assert set(noted[label]) == controllers and len(noted[label]) == 2, noted
+    assert len({pid for pid, _ in their_noted["module"]}) == 2, their_noted
+
+
+RENDEZVOUS = """\
+- name: Each host's task waits until the other host's has started
+  hosts: all
+  gather_facts: false
+  vars:
+    other: "{{ ansible_play_hosts_all | reject('eq', inventory_hostname) | first }}"
+  tasks:
+    - name: Start, then wait for the other host to start
+      ansible.builtin.shell: "{{ meet }}"
+      vars:
+        place: "{{ 'first' | noted(log, 'side_by_side') }}"
+      changed_when: false
+    - name: A task with a timeout, in a worker
+      ansible.builtin.command:
+        argv: [echo, "{{ 'worker' | noted(log, 'worker') }}"]
+      changed_when: false
+      timeout: 300
+    - name: Start again, then wait for the other host again
+      ansible.builtin.shell: "{{ meet }}"
+      vars:
+        place: "{{ 'second' | noted(log, 'side_by_side') }}"
+      changed_when: false
+    - name: Say that the hosts met twice
+      ansible.builtin.debug:
+        msg: "met twice"
+"""
+
+# Up to 60 s for the other host to start: a guard against a run that would never end.
+MEET = (
+    "touch {{ dir }}/{{ place }}-{{ inventory_hostname }}; "
+    "for i in $(seq 600); do [ -e {{ dir }}/{{ place }}-{{ other }} ] && exit 0; sleep 0.1; done; exit 1"
+)
+
+
+def test_the_tasks_of_several_hosts_run_side_by_side_in_the_controller(tmp_path: Path) -> None:
+    """Two hosts whose tasks each wait until the other's has started: run one after the other,
+    the first would give up. Their arguments are templated in the controller's process, which
+    forks a worker for a task with a timeout in between, and runs the next task side by side
+    again. The second host runs its modules in a Python interpreter of its own, as a second
+    machine would (Mitogen keeps one per interpreter path)."""
+    inventory = tmp_path / "hosts.ini"
+    inventory.write_text(
+        f"localhost ansible_python_interpreter={sys.executable}\nsecond ansible_python_interpreter=/usr/bin/python3\n"
+    )
+    log = tmp_path / "noted.log"
+    (tmp_path / "filter_plugins").mkdir()
+    (tmp_path / "filter_plugins" / "noted.py").write_text(NOTED_FILTER)
+    playbook = tmp_path / "rendezvous.yml"
+    playbook.write_text(RENDEZVOUS.replace("noted(log", f"noted('{log}'"))
+    run = run_playbook(
+        playbook,
+        inventory=inventory,
+        extra_vars={"ansible_connection": "local", "dir": str(tmp_path), "meet": MEET},
+        env={"ANSIBLE_CONFIG": str(ROOT / "ansible.cfg")},
+        timeout=300,
+    )
+    assert run.returncode == 0 and "met twice" in run.output, run.tail()
+    assert [r.ok for r in run.recaps] == [4, 4], run.tail()
+    noted: dict[str, list[tuple[int, int]]] = {}
+    for line in log.read_text().splitlines():
+        label, pid, ppid = line.split()
+        noted.setdefault(label, []).append((int(pid), int(ppid)))
+    controllers = {pid for pid, _ in noted["side_by_side"]}
+    assert len(noted["side_by_side"]) == 4 and len(controllers) == 1, noted
+    assert [parent for _, parent in noted["worker"]] == [*controllers] * 2, noted
+    assert not controllers & {pid for pid, _ in noted["worker"]}, noted
+
+
+ONE_AT_A_TIME = """\
+- name: Tasks that must not run on two hosts at once
+  hosts: all
+  gather_facts: false
+  tasks:
+    - name: Fail if another host runs this task now
+      ansible.builtin.shell: "{{ alone }}"
+      vars:
+        place: "{{ 'forks' | noted(log, 'forks') }}"
+      changed_when: false
+    - name: Fail if another host runs this throttled task now
+      ansible.builtin.shell: "{{ alone }}"
+      vars:
+        place: "{{ 'throttle' | noted(log, 'throttle') }}"
+      changed_when: false
+      throttle: 1
+    - name: Say that no two hosts overlapped
+      ansible.builtin.debug:
+        msg: "one at a time"
+"""
+
+# Half a second inside, so that a second host running the task at the same time would see it.
+ALONE = (
+    "if ls {{ dir }}/{{ place }}-running-* 2>/dev/null; then exit 1; fi; "
+    "touch {{ dir }}/{{ place }}-running-{{ inventory_hostname }}; sleep 0.5; "
+    "rm {{ dir }}/{{ place }}-running-{{ inventory_hostname }}"
+)
+
+
+def test_hosts_side_by_side_keep_to_forks_and_throttle(tmp_path: Path) -> None:
+    """With `forks = 1` the hosts' tasks run in the controller one after the other, never two at
+    once; a task with `throttle` is left to workers, which Ansible's own strategy throttles."""
+    inventory = tmp_path / "hosts.ini"
+    inventory.write_text(
+        f"localhost ansible_python_interpreter={sys.executable}\nsecond ansible_python_interpreter=/usr/bin/python3\n"
+    )
+    log = tmp_path / "noted.log"
+    (tmp_path / "filter_plugins").mkdir()
+    (tmp_path / "filter_plugins" / "noted.py").write_text(NOTED_FILTER)
+    playbook = tmp_path / "one-at-a-time.yml"
+    playbook.write_text(ONE_AT_A_TIME.replace("noted(log", f"noted('{log}'"))
+    run = run_playbook(
+        playbook,
+        inventory=inventory,
+        extra_vars={"ansible_connection": "local", "dir": str(tmp_path), "alone": ALONE},
+        env={"ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_FORKS": "1"},
+        timeout=300,
+    )
+    assert run.returncode == 0 and "one at a time" in run.output, run.tail()
+    noted: dict[str, list[tuple[int, int]]] = {}
+    for line in log.read_text().splitlines():
+        label, pid, ppid = line.split()
+        noted.setdefault(label, []).append((int(pid), int(ppid)))
+    controllers = {pid for pid, _ in noted["forks"]}
+    assert len(noted["forks"]) == 2 and len(controllers) == 1, noted
+    assert {parent for _, parent in noted["throttle"]} == controllers, noted
+    assert not controllers & {pid for pid, _ in noted["throttle"]}, noted
