@@ -99,6 +99,13 @@ def _skipped_by_condition(
     return result
 
 
+def _keep_compiled_templates() -> None:
+    """Compile each template once per run in this process (plugin_utils/compiled_templates.py)."""
+    from ansible_collections.mlops.infra.plugins.plugin_utils.compiled_templates import keep_compiled_templates
+
+    keep_compiled_templates()
+
+
 _CONTROLLER_ACTIONS = frozenset(
     {
         "ansible.builtin.assert",
@@ -162,6 +169,10 @@ class _NoWorkerForControllerWork:
     _side_by_side: t.Any = None
     _executor_class: type[TaskExecutor] = TaskExecutor
     _hosts_in_batch = 0
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        _keep_compiled_templates()
 
     def get_hosts_left(self, iterator: t.Any) -> list[Host]:
         hosts = super().get_hosts_left(iterator)
