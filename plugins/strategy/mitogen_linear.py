@@ -143,7 +143,8 @@ def _runs_in_controller(task: Task, modules: bool) -> bool:
 class _NoWorkerForControllerWork:
     """Runs in the controller's process a task that needs no worker: one whose condition is false
     for the host (queued as skipped), one that only works on the controller's data and, through
-    Mitogen, any task of a batch of one host.
+    Mitogen, any task that does not wait in the controller: a batch of one host's, and a batch
+    of several hosts' side by side in greenlets (plugin_utils/side_by_side.py).
 
     A worker forked only to skip its task, or to set a fact, still cost the controller about
     4 000 page faults (copies of the pages of the controller's heap it touches) and 15 ms of CPU,
@@ -160,7 +161,9 @@ class _NoWorkerForControllerWork:
     it, and through Mitogen a module runs in the interpreter kept on the host wherever the
     connection is opened: the controller's process opens it itself, once, instead of each forked
     worker. A no-change `site.yml` on one host forked about 96 workers; it now forks only for the
-    tasks that wait (retries, pauses, async, timeouts).
+    tasks that wait (retries, pauses, async, timeouts). Several hosts need not be run by
+    processes side by side either: each host's task waits for its host most of the time, and a
+    greenlet gives way to the next host's meanwhile.
     """
 
     # Whether a batch of one host has every task run here (set where Mitogen connects).
@@ -299,7 +302,7 @@ else:
         if len(os.sched_getaffinity(0)) < 4:
             ansible_mitogen.affinity.policy = ansible_mitogen.affinity.Policy()
 
-    def _side_by_side() -> t.Any:
+    def _hosts_side_by_side() -> t.Any:
         """Where the tasks of a batch of several hosts run side by side; None where the greenlet
         package is missing, or where hosts are spread over several multiplexers
         (MITOGEN_CPU_COUNT), whose connections the controller's process could not keep at once."""
@@ -338,7 +341,7 @@ else:
             _leave_small_controllers_cpus_to_the_kernel()
             _import_collections()
             _freeze_inherited_heap_in_workers()
-            self._side_by_side = _side_by_side()
+            self._side_by_side = _hosts_side_by_side()
 
         def _before_fork(self) -> None:
             # A worker must not inherit a broker whose thread it does not have.
