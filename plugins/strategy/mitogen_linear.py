@@ -16,9 +16,13 @@ from __future__ import annotations
 
 import functools
 import gc
+import importlib
 import importlib.util
 import os
+import sys
+import types
 import typing as t
+from pathlib import Path
 
 from ansible import constants as C
 from ansible._internal._display_utils import DeferredWarningContext
@@ -99,11 +103,28 @@ def _skipped_by_condition(
     return result
 
 
+@functools.cache
+def _plugin_utils(name: str) -> types.ModuleType:
+    """The collection's plugins/plugin_utils/NAME.py: imported from the installed collection, or
+    from beside this file where the strategy is found by path before the collection is
+    installed (`strategy_plugins`, as Molecule's scenarios do)."""
+    try:
+        return importlib.import_module(f"ansible_collections.mlops.infra.plugins.plugin_utils.{name}")
+    except ModuleNotFoundError as missing:
+        if not (missing.name or "").startswith("ansible_collections.mlops"):
+            raise
+    spec = importlib.util.spec_from_file_location(
+        f"_mlops_infra_{name}", Path(__file__).resolve().parent.parent / "plugin_utils" / f"{name}.py"
+    )
+    assert spec and spec.loader
+    module = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def _keep_compiled_templates() -> None:
     """Compile each template once per run in this process (plugin_utils/compiled_templates.py)."""
-    from ansible_collections.mlops.infra.plugins.plugin_utils.compiled_templates import keep_compiled_templates
-
-    keep_compiled_templates()
+    _plugin_utils("compiled_templates").keep_compiled_templates()
 
 
 _CONTROLLER_ACTIONS = frozenset(
@@ -308,9 +329,7 @@ else:
         (MITOGEN_CPU_COUNT), whose connections the controller's process could not keep at once."""
         if ansible_mitogen.process.get_cpu_count(default=1) != 1 or importlib.util.find_spec("greenlet") is None:
             return None
-        from ansible_collections.mlops.infra.plugins.plugin_utils.side_by_side import side_by_side
-
-        return side_by_side()
+        return _plugin_utils("side_by_side").side_by_side()
 
     class _ControllerTaskExecutor(TaskExecutor):
         """Ansible's TaskExecutor, which leaves the controller's Mitogen broker running when its

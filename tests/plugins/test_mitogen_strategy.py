@@ -706,3 +706,21 @@ def test_hosts_side_by_side_keep_to_forks_and_throttle(tmp_path: Path) -> None:
     assert len(noted["forks"]) == 2 and len(controllers) == 1, noted
     assert {parent for _, parent in noted["throttle"]} == controllers, noted
     assert not controllers & {pid for pid, _ in noted["throttle"]}, noted
+
+
+def test_the_strategy_found_by_path_runs_hosts_side_by_side_before_the_collection_is_installed(
+    tmp_path: Path,
+) -> None:
+    """Molecule's scenarios find the strategy by path (`strategy_plugins`), and the edge scenario
+    installs the collection only later: the strategy then takes its helpers from beside its own
+    file. Two hosts still run their module tasks in the controller's process."""
+    (tmp_path / "collections").mkdir()
+    env = {
+        "ANSIBLE_COLLECTIONS_PATH": str(tmp_path / "collections"),
+        "ANSIBLE_STRATEGY_PLUGINS": str(ROOT / "plugins" / "strategy"),
+        "ANSIBLE_STRATEGY": "mitogen_linear",
+    }
+    noted = where_conditions_ran(tmp_path / "run", TWO_HOSTS, NOTED, **env)
+    controllers = {pid for pid, _ in noted["ran"]}
+    assert len(noted["ran"]) == 2 and len(controllers) == 1, noted
+    assert {pid for pid, _ in noted["skipped"]} == controllers, noted
