@@ -581,6 +581,35 @@ def test_module_tasks_of_several_hosts_run_in_the_controller_with_a_worker_s_res
     assert len({pid for pid, _ in their_noted["module"]}) == 2, their_noted
 
 
+def run_on_two_interpreters(
+    tmp_path: Path, playbook_text: str, extra_vars: dict[str, str], **env: str
+) -> tuple[PlaybookRun, dict[str, list[tuple[int, int]]]]:
+    """Runs PLAYBOOK_TEXT on two hosts, this machine under two names, the second with Debian's
+    Python: a Python interpreter of its own, as a second machine has (Mitogen keeps one per
+    interpreter path). Returns the run and the (process, parent) pairs of its `noted` calls."""
+    inventory = tmp_path / "hosts.ini"
+    inventory.write_text(
+        f"localhost ansible_python_interpreter={sys.executable}\nsecond ansible_python_interpreter=/usr/bin/python3\n"
+    )
+    log = tmp_path / "noted.log"
+    (tmp_path / "filter_plugins").mkdir()
+    (tmp_path / "filter_plugins" / "noted.py").write_text(NOTED_FILTER)
+    playbook = tmp_path / "two.yml"
+    playbook.write_text(playbook_text.replace("noted(log", f"noted('{log}'"))
+    run = run_playbook(
+        playbook,
+        inventory=inventory,
+        extra_vars={"ansible_connection": "local", "dir": str(tmp_path), **extra_vars},
+        env={"ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), **env},
+        timeout=300,
+    )
+    noted: dict[str, list[tuple[int, int]]] = {}
+    for line in log.read_text().splitlines() if log.exists() else []:
+        label, pid, ppid = line.split()
+        noted.setdefault(label, []).append((int(pid), int(ppid)))
+    return run, noted
+
+
 RENDEZVOUS = """\
 - name: Each host's task waits until the other host's has started
   hosts: all
@@ -621,28 +650,9 @@ def test_the_tasks_of_several_hosts_run_side_by_side_in_the_controller(tmp_path:
     forks a worker for a task with a timeout in between, and runs the next task side by side
     again. The second host runs its modules in a Python interpreter of its own, as a second
     machine would (Mitogen keeps one per interpreter path)."""
-    inventory = tmp_path / "hosts.ini"
-    inventory.write_text(
-        f"localhost ansible_python_interpreter={sys.executable}\nsecond ansible_python_interpreter=/usr/bin/python3\n"
-    )
-    log = tmp_path / "noted.log"
-    (tmp_path / "filter_plugins").mkdir()
-    (tmp_path / "filter_plugins" / "noted.py").write_text(NOTED_FILTER)
-    playbook = tmp_path / "rendezvous.yml"
-    playbook.write_text(RENDEZVOUS.replace("noted(log", f"noted('{log}'"))
-    run = run_playbook(
-        playbook,
-        inventory=inventory,
-        extra_vars={"ansible_connection": "local", "dir": str(tmp_path), "meet": MEET},
-        env={"ANSIBLE_CONFIG": str(ROOT / "ansible.cfg")},
-        timeout=300,
-    )
+    run, noted = run_on_two_interpreters(tmp_path, RENDEZVOUS, {"meet": MEET})
     assert run.returncode == 0 and "met twice" in run.output, run.tail()
     assert [r.ok for r in run.recaps] == [4, 4], run.tail()
-    noted: dict[str, list[tuple[int, int]]] = {}
-    for line in log.read_text().splitlines():
-        label, pid, ppid = line.split()
-        noted.setdefault(label, []).append((int(pid), int(ppid)))
     controllers = {pid for pid, _ in noted["side_by_side"]}
     assert len(noted["side_by_side"]) == 4 and len(controllers) == 1, noted
     assert [parent for _, parent in noted["worker"]] == [*controllers] * 2, noted
@@ -681,27 +691,8 @@ ALONE = (
 def test_hosts_side_by_side_keep_to_forks_and_throttle(tmp_path: Path) -> None:
     """With `forks = 1` the hosts' tasks run in the controller one after the other, never two at
     once; a task with `throttle` is left to workers, which Ansible's own strategy throttles."""
-    inventory = tmp_path / "hosts.ini"
-    inventory.write_text(
-        f"localhost ansible_python_interpreter={sys.executable}\nsecond ansible_python_interpreter=/usr/bin/python3\n"
-    )
-    log = tmp_path / "noted.log"
-    (tmp_path / "filter_plugins").mkdir()
-    (tmp_path / "filter_plugins" / "noted.py").write_text(NOTED_FILTER)
-    playbook = tmp_path / "one-at-a-time.yml"
-    playbook.write_text(ONE_AT_A_TIME.replace("noted(log", f"noted('{log}'"))
-    run = run_playbook(
-        playbook,
-        inventory=inventory,
-        extra_vars={"ansible_connection": "local", "dir": str(tmp_path), "alone": ALONE},
-        env={"ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_FORKS": "1"},
-        timeout=300,
-    )
+    run, noted = run_on_two_interpreters(tmp_path, ONE_AT_A_TIME, {"alone": ALONE}, ANSIBLE_FORKS="1")
     assert run.returncode == 0 and "one at a time" in run.output, run.tail()
-    noted: dict[str, list[tuple[int, int]]] = {}
-    for line in log.read_text().splitlines():
-        label, pid, ppid = line.split()
-        noted.setdefault(label, []).append((int(pid), int(ppid)))
     controllers = {pid for pid, _ in noted["forks"]}
     assert len(noted["forks"]) == 2 and len(controllers) == 1, noted
     assert {parent for _, parent in noted["throttle"]} == controllers, noted
