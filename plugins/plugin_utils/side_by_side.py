@@ -84,7 +84,7 @@ class SideBySide:
             now = time.monotonic()
             for late, (_, deadline) in list(self._waiting.items()):
                 if deadline is not None and deadline <= now:
-                    self._resume(late)
+                    self._resume(late, late=True)
             return
         self._resume(receiver)
 
@@ -106,10 +106,18 @@ class SideBySide:
         self._hub.switch()
         return True
 
-    def _resume(self, receiver: mitogen.core.Receiver) -> None:
-        waiting = self._waiting.pop(receiver, None)
-        if waiting is None:  # notified twice, or resumed by its deadline already
+    def _resume(self, receiver: mitogen.core.Receiver, late: bool = False) -> None:
+        """Lets the greenlet waiting on RECEIVER go on, if it still waits and, unless it is LATE,
+        its message is in (a receiver can be put twice, and waited on again after the first)."""
+        waiting = self._waiting.get(receiver)
+        if waiting is None:
             return
+        try:
+            if not late and receiver.size() == 0:
+                return
+        except mitogen.core.LatchError:  # closed: the caller's get says so
+            pass
+        del self._waiting[receiver]
         receiver.notify = None
         self._switch(waiting[0])
 
